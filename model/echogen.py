@@ -1,0 +1,168 @@
+"""`EchoGen`: one loaded Janus model doing layout-to-image, grounding and the cycle check.
+
+This is the API the CLI, the app and evaluation use. Training works one level lower, on
+`model.generation` and `model.inputs`, with the same functions underneath.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import torch
+from PIL import Image
+
+from model import generation, inputs
+from model.layout import Layout, clean_phrase
+from model.layout_text import letterbox_denormalize, parse_box
+from model.loading import load_janus
+from model.metrics import cycle_score
+from model.prompts import grounding_prompt, image_block, l2i_prompt
+from model.results import CycleCandidate, CycleResult, Grounding, SamplingConfig
+from model.tokens import SpecialTokens
+
+logger = logging.getLogger(__name__)
+
+MAX_GROUNDING_TOKENS = 24  # "[1000, 1000, 1000, 1000]</box>" with room for a chatty model
+Progress = Callable[[int, int], None]  # (done, total)
+
+
+@dataclass(frozen=True)
+class Generation:
+    images: list[list[Image.Image]]  # [layout][candidate]
+    tokens: torch.Tensor  # [layouts, candidates, T] image token ids
+    seeds: list[int]  # the seed of candidate k is seeds[k]
+
+
+def to_pil(pixels: torch.Tensor) -> list[Image.Image]:
+    """[B, 3, H, W] in [-1, 1] -> RGB images."""
+    array = ((pixels.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    return [Image.fromarray(a.permute(1, 2, 0).cpu().numpy()) for a in array]
+
+
+class EchoGen:
+    def __init__(self, model, processor, max_batch: int = 16):
+        self.model = model
+        self.processor = processor
+        self.tokenizer = processor.tokenizer
+        self.special = SpecialTokens.from_tokenizer(self.tokenizer)
+        self.max_batch = max_batch
+        vq = model.config.vq_config
+        self.num_image_tokens = vq.num_patches ** 2
+        self.image_size = vq.num_patches * 2 ** (len(vq.channel_multiplier) - 1)
+
+    @classmethod
+    def load(cls, path=None, adapter=None, device: str | None = "cpu", dtype=None) -> EchoGen:
+        model, processor = load_janus(path, adapter=adapter, device=device, dtype=dtype)
+        return cls(model, processor)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.model.parameters()).dtype
+
+    # ---- layout -> image -------------------------------------------------------------
+    @torch.no_grad()
+    def generate(
+        self, layouts: Sequence[Layout], num_images: int = 1, seed: int = 0,
+        sampling: SamplingConfig = SamplingConfig(), progress: Progress | None = None,
+    ) -> Generation:
+        """`num_images` candidates per layout; candidate k is drawn with seed `seed + k`."""
+        if num_images < 1:
+            raise ValueError("num_images must be at least 1")
+        rows = [(i, k) for i in range(len(layouts)) for k in range(num_images)]
+        tokens = torch.zeros(len(layouts), num_images, self.num_image_tokens, dtype=torch.long)
+        images: list[list[Image.Image | None]] = [[None] * num_images for _ in layouts]
+        for start in range(0, len(rows), self.max_batch):
+            chunk = rows[start:start + self.max_batch]
+            prompts = [l2i_prompt(layouts[i], self.tokenizer.boi_token) for i, _ in chunk]
+            gens = [torch.Generator(device="cpu").manual_seed(seed + k) for _, k in chunk]
+            out = self.generate_tokens(prompts, sampling, gens)
+            pictures = to_pil(generation.decode_image_tokens(self.model, out))
+            for (i, k), toks, picture in zip(chunk, out.cpu(), pictures):
+                tokens[i, k] = toks
+                images[i][k] = picture
+            if progress:
+                progress(min(start + self.max_batch, len(rows)), len(rows))
+        return Generation(images, tokens, [seed + k for k in range(num_images)])  # type: ignore[arg-type]
+
+    def generate_tokens(
+        self, prompts: list[str], sampling: SamplingConfig, generators: list[torch.Generator] | None
+    ) -> torch.Tensor:
+        """Image tokens [B, T] for L2I prompt strings (the loop itself is `generation.decode`)."""
+        batch = inputs.encode_prompts(self.tokenizer, prompts, self.device)
+        if sampling.cfg > 1:
+            batch = inputs.cfg_batch(batch, self.special)
+        request = generation.DecodeRequest(
+            inputs_embeds=inputs.embed_prompts(self.model, batch.input_ids),
+            attention_mask=batch.attention_mask, num_tokens=self.num_image_tokens,
+            head=generation.image_head(self.model), embed=generation.image_embed(self.model), cfg=sampling.cfg,
+        )
+        return generation.decode(self.model, request, sampling, generators)
+
+    # ---- image + phrase -> box ---------------------------------------------------------
+    @torch.no_grad()
+    def ground(
+        self, images: Sequence[Image.Image], phrases: Sequence[Sequence[str]], progress: Progress | None = None
+    ) -> list[list[Grounding]]:
+        """One box per phrase per image, in each image's own pixel coordinates."""
+        if len(images) != len(phrases):
+            raise ValueError(f"{len(images)} images but {len(phrases)} phrase lists")
+        cleaned = [[clean_phrase(p) for p in group] for group in phrases]
+        pairs = [(i, p) for i, group in enumerate(cleaned) for p in group]
+        if not pairs:
+            return [[] for _ in images]
+        pixels = inputs.pixel_values(self.processor.image_processor, list(images), self.device, self.dtype)
+        features = inputs.image_features(self.model, pixels)  # [N, P, D], once per image
+        block = image_block(self.tokenizer.boi_token, self.tokenizer.image_token, self.tokenizer.eoi_token,
+                            features.shape[1])
+        answers: list[str] = []
+        for start in range(0, len(pairs), self.max_batch):
+            chunk = pairs[start:start + self.max_batch]
+            batch = inputs.encode_prompts(self.tokenizer, [grounding_prompt(p, block) for _, p in chunk], self.device)
+            index = torch.tensor([i for i, _ in chunk], device=self.device)
+            request = generation.DecodeRequest(
+                inputs_embeds=inputs.embed_prompts(self.model, batch.input_ids, features, index, self.special.image),
+                attention_mask=batch.attention_mask, num_tokens=MAX_GROUNDING_TOKENS,
+                head=generation.text_head(self.model), embed=generation.text_embed(self.model),
+                stop_token=self.special.box_close, fill_token=self.special.pad,
+            )
+            out = generation.decode(self.model, request)
+            answers += self.tokenizer.batch_decode(out, skip_special_tokens=True)
+            if progress:
+                progress(min(start + self.max_batch, len(pairs)), len(pairs))
+        results: list[list[Grounding]] = [[] for _ in images]
+        for (i, phrase), text in zip(pairs, answers):
+            parsed = parse_box(text)
+            width, height = images[i].size
+            box = None if parsed.box is None else letterbox_denormalize(parsed.box, width, height)
+            results[i].append(Grounding(phrase, box, parsed.valid, text))
+        return results
+
+    # ---- layout -> image -> layout -----------------------------------------------------
+    def cycle(
+        self, layout: Layout, num_images: int = 1, seed: int = 0,
+        sampling: SamplingConfig = SamplingConfig(), progress: Progress | None = None,
+    ) -> CycleResult:
+        """Generate, re-ground every object, score; candidates sorted by mean IoU, best first."""
+        square = layout.resized(self.image_size, self.image_size)
+        gen = self.generate([square], num_images, seed, sampling)
+        pictures = gen.images[0]
+        groundings = self.ground(pictures, [layout.phrases] * num_images)
+        sx, sy = layout.width / self.image_size, layout.height / self.image_size
+        candidates = []
+        for k, (picture, found) in enumerate(zip(pictures, groundings)):
+            in_layout = [
+                None if g.box is None else (g.box[0] * sx, g.box[1] * sy, g.box[2] * sx, g.box[3] * sy) for g in found
+            ]
+            scored = tuple(Grounding(g.phrase, b, g.valid, g.text) for g, b in zip(found, in_layout))
+            score = cycle_score(layout.boxes, in_layout, layout.width, layout.height)
+            candidates.append(CycleCandidate(picture, gen.seeds[k], scored, score))
+            if progress:
+                progress(k + 1, num_images)
+        candidates.sort(key=lambda c: c.score.mean_iou, reverse=True)
+        return CycleResult(layout, tuple(candidates))

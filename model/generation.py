@@ -1,0 +1,188 @@
+"""The one autoregressive loop (KV cache, CFG, sampling), and what training needs from it.
+
+`decode` drives the language model token by token for both tasks: image tokens through the
+generation head (L2I) and text through the LM head (grounding answers). Training reuses the
+same pieces instead of a second loop:
+- `image_logits` / `image_logprobs`: teacher-forced logits of given image tokens under a
+  prompt, conditional or with CFG, in one parallel pass;
+- `soft_image_embeddings` and `decode_soft_image`: probability-weighted image tokens as LM
+  input embeddings and as pixels, so gradients flow through sampled images (DJO).
+
+Sampling draws each row from its own `torch.Generator`, so candidate k of a layout is the same
+image whatever else shares its batch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from transformers import DynamicCache
+
+from model.inputs import position_ids
+from model.results import SamplingConfig
+
+Head = Callable[[torch.Tensor], torch.Tensor]  # hidden [B, D] -> logits [B, V]
+Embed = Callable[[torch.Tensor], torch.Tensor]  # tokens [B] -> embeddings [B, D]
+
+
+@dataclass
+class DecodeRequest:
+    inputs_embeds: torch.Tensor  # [R, L, D]; with CFG, R = 2B rows [conditional; unconditional]
+    attention_mask: torch.Tensor  # [R, L]
+    num_tokens: int
+    head: Head
+    embed: Embed
+    cfg: float = 1.0  # > 1: rows are [cond; uncond] and logits are guided
+    stop_token: int | None = None  # text decoding: a row stops after writing it
+    fill_token: int = 0  # written by rows that already stopped
+
+
+def filter_logits(logits: torch.Tensor, top_k: int | None, top_p: float | None) -> torch.Tensor:
+    """Mask logits [B, V] outside top-k and outside the top-p nucleus with -inf."""
+    if top_k is not None and top_k < logits.shape[-1]:
+        kth = torch.topk(logits, top_k, dim=-1).values[..., -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if top_p is not None and top_p < 1.0:
+        sorted_logits, order = torch.sort(logits, descending=True, dim=-1)
+        cumulative = sorted_logits.softmax(-1).cumsum(-1)
+        drop_sorted = cumulative - sorted_logits.softmax(-1) >= top_p  # keep the token that crosses top_p
+        drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
+        logits = logits.masked_fill(drop, float("-inf"))
+    return logits
+
+
+def guide(logits: torch.Tensor, cfg: float) -> torch.Tensor:
+    """[2B, V] rows [cond; uncond] -> [B, V] guided logits (Janus: uncond + cfg * (cond - uncond))."""
+    cond, uncond = logits.chunk(2)
+    return uncond + cfg * (cond - uncond)
+
+
+def sample(
+    logits: torch.Tensor, sampling: SamplingConfig, generators: list[torch.Generator] | None
+) -> torch.Tensor:
+    """Tokens [B] from guided logits [B, V]; one generator per row (inverse-CDF sampling)."""
+    if sampling.temperature == 0 or generators is None:
+        return logits.argmax(-1)
+    logits = filter_logits(logits.float() / sampling.temperature, sampling.top_k, sampling.top_p)
+    cdf = logits.softmax(-1).cumsum(-1)  # [B, V]
+    u = torch.cat([torch.rand(1, generator=g, device=g.device) for g in generators]).to(cdf.device)
+    u = u.unsqueeze(-1) * cdf[:, -1:]  # scale by the total mass (rounding)
+    return torch.searchsorted(cdf, u).squeeze(-1).clamp(max=logits.shape[-1] - 1)
+
+
+@torch.no_grad()
+def decode(
+    model, request: DecodeRequest, sampling: SamplingConfig = SamplingConfig(temperature=0.0),
+    generators: list[torch.Generator] | None = None,
+) -> torch.Tensor:
+    """Run the LM for `num_tokens` steps after a prompt; returns tokens [B, num_tokens].
+
+    `model` is a JanusForConditionalGeneration (LoRA layers injected in place also work)."""
+    lm = model.model.language_model
+    mask = request.attention_mask
+    positions = position_ids(mask)
+    cache = DynamicCache(config=lm.config)
+    # Without padding the mask is all ones and attention needs none: skip building it.
+    use_mask = not bool(mask.all())
+    out = lm(
+        inputs_embeds=request.inputs_embeds, attention_mask=mask if use_mask else None,
+        position_ids=positions, past_key_values=cache, use_cache=True,
+    )
+    hidden = out.last_hidden_state[:, -1]  # [R, D]
+    next_position = positions[:, -1:] + 1  # [R, 1]
+    rows = hidden.shape[0] // 2 if request.cfg > 1 else hidden.shape[0]
+    tokens = torch.full((rows, request.num_tokens), request.fill_token, dtype=torch.long, device=hidden.device)
+    finished = torch.zeros(rows, dtype=torch.bool, device=hidden.device)
+    for step in range(request.num_tokens):
+        logits = request.head(hidden)
+        if request.cfg > 1:
+            logits = guide(logits, request.cfg)
+        token = sample(logits, sampling, generators)
+        if request.stop_token is not None:
+            token = token.masked_fill(finished, request.fill_token)
+            finished |= token == request.stop_token
+        tokens[:, step] = token
+        if step + 1 == request.num_tokens or bool(finished.all()):
+            break
+        step_embeds = request.embed(token.repeat(2) if request.cfg > 1 else token)  # [R, D]
+        if use_mask:
+            mask = torch.cat([mask, mask.new_ones(mask.shape[0], 1)], dim=1)
+        out = lm(
+            inputs_embeds=step_embeds.unsqueeze(1), attention_mask=mask if use_mask else None,
+            position_ids=next_position, past_key_values=cache, use_cache=True,
+        )
+        hidden = out.last_hidden_state[:, -1]
+        next_position = next_position + 1
+    return tokens
+
+
+def image_head(model) -> Head:
+    return model.model.generation_head
+
+
+def image_embed(model) -> Embed:
+    return model.prepare_embeddings_for_image_generation
+
+
+def text_head(model) -> Head:
+    return model.lm_head
+
+
+def text_embed(model) -> Embed:
+    return model.get_input_embeddings()
+
+
+def image_logits(
+    model, prompt_embeds: torch.Tensor, prompt_mask: torch.Tensor, image_tokens: torch.Tensor,
+    cfg: float = 1.0, image_embeds: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Teacher-forced logits [B, T, V] of `image_tokens` [B, T] after the prompt.
+
+    With cfg > 1, prompt_* hold rows [cond; uncond] (2B) and the guided logits come back.
+    `image_embeds` [B, T, D] replaces the embeddings of the image tokens (soft tokens)."""
+    rows = prompt_embeds.shape[0]
+    if image_embeds is None:
+        image_embeds = model.prepare_embeddings_for_image_generation(image_tokens)  # [B, T, D]
+    if rows != image_embeds.shape[0]:
+        image_embeds = image_embeds.repeat(rows // image_embeds.shape[0], 1, 1)
+    num_tokens = image_tokens.shape[1]
+    embeds = torch.cat([prompt_embeds, image_embeds[:, :-1].to(prompt_embeds.dtype)], dim=1)
+    mask = torch.cat([prompt_mask, prompt_mask.new_ones(rows, num_tokens - 1)], dim=1)
+    hidden = model.model.language_model(
+        inputs_embeds=embeds, attention_mask=mask, position_ids=position_ids(mask), use_cache=False
+    ).last_hidden_state
+    logits = model.model.generation_head(hidden[:, -num_tokens:])  # [R, T, V]
+    return guide(logits, cfg) if cfg > 1 else logits
+
+
+def image_logprobs(logits: torch.Tensor, image_tokens: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """Per-token log-probs [B, T] of `image_tokens` under `logits / temperature` (no top-k/p)."""
+    logp = F.log_softmax(logits.float() / max(temperature, 1e-6), dim=-1)
+    return logp.gather(-1, image_tokens.unsqueeze(-1)).squeeze(-1)
+
+
+def soft_image_embeddings(model, probs: torch.Tensor) -> torch.Tensor:
+    """Probability-weighted image tokens [B, T, V] -> LM input embeddings [B, T, D]."""
+    table = model.model.generation_embeddings.weight  # [V, C]
+    return model.model.generation_aligner(probs.to(table.dtype) @ table)
+
+
+def decode_soft_image(model, probs: torch.Tensor) -> torch.Tensor:
+    """Probability-weighted image tokens [B, T, V] -> pixels [B, 3, H, W] in [-1, 1].
+
+    Matches `vqmodel.decode` exactly for one-hot `probs` (codebook rows are L2-normalized
+    before mixing, as `get_codebook_entry` normalizes them after lookup)."""
+    vq = model.model.vqmodel
+    codebook = F.normalize(vq.quantize.embedding.weight, p=2, dim=-1)  # [V, C]
+    latents = probs.to(codebook.dtype) @ codebook  # [B, T, C]
+    side = vq.quantize.quant_state_dims[0]
+    latents = latents.view(probs.shape[0], side, side, -1).permute(0, 3, 1, 2)  # [B, C, h, w]
+    return vq.decoder(vq.post_quant_conv(latents))
+
+
+def decode_image_tokens(model, tokens: torch.Tensor) -> torch.Tensor:
+    """Hard image tokens [B, T] -> pixels [B, 3, H, W] in [-1, 1]."""
+    return model.model.vqmodel.decode(tokens)

@@ -1,0 +1,106 @@
+"""Load a Janus checkpoint (ours or Janus-Pro in HF format) plus an optional LoRA adapter."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import torch
+
+logger = logging.getLogger(__name__)
+
+BUILTIN_MODEL = Path(__file__).resolve().parent.parent / "assets" / "echogen-shapes"
+
+
+class ModelLoadError(RuntimeError):
+    """A checkpoint or adapter that cannot be loaded, with a message for the user."""
+
+
+def resolve_device(device: str | None) -> torch.device:
+    if device in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except RuntimeError as err:
+        raise ModelLoadError(f"unknown device {device!r}: {err}") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ModelLoadError("device 'cuda' was asked for but no CUDA GPU is available")
+    return dev
+
+
+def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype in (None, "auto"):
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    table = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16,
+             "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16}
+    if dtype not in table:
+        raise ModelLoadError(f"unknown dtype {dtype!r}; use one of {sorted(table)}")
+    return table[dtype]
+
+
+def _check_local_dir(path: Path, what: str, needed: str) -> None:
+    if not path.is_dir():
+        raise ModelLoadError(f"{what} not found: {path}")
+    if not (path / needed).is_file():
+        raise ModelLoadError(f"{what} {path} has no {needed}; is it a Hugging Face checkpoint directory?")
+
+
+def resolve_model_path(path: str | Path | None) -> str:
+    """A local checkpoint dir, or a hub id already in the local cache (nothing is downloaded)."""
+    if path is None:
+        if not (BUILTIN_MODEL / "config.json").is_file():
+            raise ModelLoadError(
+                f"the built-in model is missing at {BUILTIN_MODEL}; pass --model with a checkpoint directory"
+            )
+        return str(BUILTIN_MODEL)
+    local = Path(path).expanduser()
+    if local.exists() or str(path).startswith((".", "/", "~")):
+        _check_local_dir(local, "model directory", "config.json")
+        return str(local)
+    return str(path)  # hub id: from_pretrained looks in the local cache only
+
+
+def load_janus(
+    path: str | Path | None = None, adapter: str | Path | None = None,
+    device: str | None = "cpu", dtype: str | torch.dtype | None = None, merge_adapter: bool = True,
+):
+    """Return (model, processor) ready for inference; the adapter is merged unless told not to."""
+    from transformers import AutoProcessor, JanusForConditionalGeneration
+
+    from model.tokens import ensure_layout_tokens
+
+    source = resolve_model_path(path)
+    dev = resolve_device(device)
+    torch_dtype = resolve_dtype(dtype, dev)
+    try:
+        processor = AutoProcessor.from_pretrained(source, local_files_only=True)
+        model = JanusForConditionalGeneration.from_pretrained(
+            source, dtype=torch_dtype, use_safetensors=True, local_files_only=True
+        )
+    except (OSError, ValueError, KeyError, RuntimeError) as err:
+        raise ModelLoadError(f"could not load the model from {source}: {_first_line(err)}") from None
+    ensure_layout_tokens(processor.tokenizer, model)
+    if adapter is not None:
+        model = _attach_adapter(model, Path(adapter), merge_adapter)
+    model.to(dev).eval()
+    return model, processor
+
+
+def _attach_adapter(model, adapter: Path, merge: bool):
+    from peft import PeftModel
+
+    _check_local_dir(adapter, "adapter directory", "adapter_config.json")
+    if not (adapter / "adapter_model.safetensors").is_file():
+        raise ModelLoadError(f"adapter {adapter} has no adapter_model.safetensors")
+    try:
+        peft_model = PeftModel.from_pretrained(model, str(adapter))
+    except (OSError, ValueError, KeyError, RuntimeError) as err:
+        raise ModelLoadError(f"could not load the adapter from {adapter}: {_first_line(err)}") from None
+    return peft_model.merge_and_unload() if merge else peft_model
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip() or type(err).__name__
+    return text.splitlines()[0][:300]

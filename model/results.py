@@ -1,0 +1,66 @@
+"""What the model returns: plain dataclasses shared by the CLI, the app and train/."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from PIL import Image
+
+from model.layout import Box, Layout
+from model.metrics import CycleScore
+
+
+@dataclass(frozen=True)
+class SamplingConfig:
+    """How image tokens are drawn. temperature 0 means greedy."""
+
+    cfg: float = 5.0  # classifier-free guidance weight; 1 disables the unconditional rows
+    temperature: float = 1.0
+    top_k: int | None = None
+    top_p: float | None = None
+
+    def __post_init__(self):
+        if not self.cfg >= 1.0:
+            raise ValueError(f"cfg must be >= 1, got {self.cfg}")
+        if not self.temperature >= 0.0:
+            raise ValueError(f"temperature must be >= 0, got {self.temperature}")
+        if self.top_k is not None and self.top_k < 1:
+            raise ValueError(f"top_k must be >= 1, got {self.top_k}")
+        if self.top_p is not None and not 0.0 < self.top_p <= 1.0:
+            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+
+
+@dataclass(frozen=True)
+class Grounding:
+    """One phrase grounded in one image."""
+
+    phrase: str
+    box: Box | None  # pixel xyxy in the image's own size; None when the answer was unusable
+    valid: bool  # the answer was a well-formed in-range box
+    text: str  # the raw decoded answer, for debugging
+
+
+@dataclass(frozen=True)
+class CycleCandidate:
+    """One generated image of a layout, its re-grounded boxes and their agreement with the layout."""
+
+    image: Image.Image
+    seed: int
+    groundings: tuple[Grounding, ...]  # one per layout object, in layout order
+    score: CycleScore
+
+    def to_dict(self) -> dict:
+        return {
+            "seed": self.seed,
+            **{k: v for k, v in self.score.to_dict().items() if k != "objects"},
+            "objects": [
+                {"phrase": g.phrase, "box": None if g.box is None else [round(v, 2) for v in g.box], **s}
+                for g, s in zip(self.groundings, self.score.to_dict()["objects"])
+            ],
+        }
+
+
+@dataclass(frozen=True)
+class CycleResult:
+    layout: Layout
+    candidates: tuple[CycleCandidate, ...]  # best cycle IoU first
