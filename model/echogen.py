@@ -93,14 +93,20 @@ class EchoGen:
     def generate_tokens(
         self, prompts: list[str], sampling: SamplingConfig, generators: list[torch.Generator] | None
     ) -> torch.Tensor:
-        """Image tokens [B, T] for L2I prompt strings (the loop itself is `generation.decode`)."""
-        batch = inputs.encode_prompts(self.tokenizer, prompts, self.device)
+        """Image tokens [B, T] for L2I prompt strings (the loop itself is `generation.decode`).
+
+        Repeated prompts (N candidates of one layout) are prefilled once."""
+        unique = list(dict.fromkeys(prompts))
+        row_index = torch.tensor([unique.index(p) for p in prompts], device=self.device)
+        batch = inputs.encode_prompts(self.tokenizer, unique, self.device)
         if sampling.cfg > 1:
-            batch = inputs.cfg_batch(batch, self.special)
+            batch = inputs.cfg_batch(batch, self.special)  # rows [cond; uncond]
+            row_index = torch.cat([row_index, row_index + len(unique)])
         request = generation.DecodeRequest(
             inputs_embeds=inputs.embed_prompts(self.model, batch.input_ids),
             attention_mask=batch.attention_mask, num_tokens=self.num_image_tokens,
             head=generation.image_head(self.model), embed=generation.image_embed(self.model), cfg=sampling.cfg,
+            row_index=row_index if len(unique) < len(prompts) else None,
         )
         return generation.decode(self.model, request, sampling, generators)
 
@@ -160,7 +166,7 @@ class EchoGen:
                 None if g.box is None else (g.box[0] * sx, g.box[1] * sy, g.box[2] * sx, g.box[3] * sy) for g in found
             ]
             scored = tuple(Grounding(g.phrase, b, g.valid, g.text) for g, b in zip(found, in_layout))
-            score = cycle_score(layout.boxes, in_layout, layout.width, layout.height)
+            score = cycle_score(layout.boxes, in_layout, layout.width, layout.height, [g.valid for g in found])
             candidates.append(CycleCandidate(picture, gen.seeds[k], scored, score))
             if progress:
                 progress(k + 1, num_images)

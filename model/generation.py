@@ -19,9 +19,9 @@ from typing import Callable
 
 import torch
 import torch.nn.functional as F
-from transformers import DynamicCache
 
 from model.inputs import position_ids
+from model.kv_cache import preallocated_cache
 from model.results import SamplingConfig
 
 Head = Callable[[torch.Tensor], torch.Tensor]  # hidden [B, D] -> logits [B, V]
@@ -38,6 +38,7 @@ class DecodeRequest:
     cfg: float = 1.0  # > 1: rows are [cond; uncond] and logits are guided
     stop_token: int | None = None  # text decoding: a row stops after writing it
     fill_token: int = 0  # written by rows that already stopped
+    row_index: torch.Tensor | None = None  # [R] prompt row of each decode row (shared prefill)
 
 
 def filter_logits(logits: torch.Tensor, top_k: int | None, top_p: float | None) -> torch.Tensor:
@@ -80,11 +81,13 @@ def decode(
 ) -> torch.Tensor:
     """Run the LM for `num_tokens` steps after a prompt; returns tokens [B, num_tokens].
 
-    `model` is a JanusForConditionalGeneration (LoRA layers injected in place also work)."""
+    `model` is a JanusForConditionalGeneration (LoRA layers injected in place also work).
+    With `request.row_index`, the prompt rows are prefilled once and fanned out to the
+    decode rows (N candidates of one layout share one prefill)."""
     lm = model.model.language_model
     mask = request.attention_mask
     positions = position_ids(mask)
-    cache = DynamicCache(config=lm.config)
+    cache = preallocated_cache(lm.config.num_hidden_layers, mask.shape[1] + request.num_tokens)
     # Without padding the mask is all ones and attention needs none: skip building it.
     use_mask = not bool(mask.all())
     out = lm(
@@ -92,11 +95,14 @@ def decode(
         position_ids=positions, past_key_values=cache, use_cache=True,
     )
     hidden = out.last_hidden_state[:, -1]  # [R, D]
-    next_position = positions[:, -1:] + 1  # [R, 1]
+    if request.row_index is not None:
+        cache.batch_select_indices(request.row_index)
+        hidden, positions, mask = hidden[request.row_index], positions[request.row_index], mask[request.row_index]
+    step = _DecodeStep(lm, positions[:, -1:] + 1, request.num_tokens, mask if use_mask else None, cache)
     rows = hidden.shape[0] // 2 if request.cfg > 1 else hidden.shape[0]
     tokens = torch.full((rows, request.num_tokens), request.fill_token, dtype=torch.long, device=hidden.device)
     finished = torch.zeros(rows, dtype=torch.bool, device=hidden.device)
-    for step in range(request.num_tokens):
+    for t in range(request.num_tokens):
         logits = request.head(hidden)
         if request.cfg > 1:
             logits = guide(logits, request.cfg)
@@ -104,19 +110,44 @@ def decode(
         if request.stop_token is not None:
             token = token.masked_fill(finished, request.fill_token)
             finished |= token == request.stop_token
-        tokens[:, step] = token
-        if step + 1 == request.num_tokens or bool(finished.all()):
+        tokens[:, t] = token
+        if t + 1 == request.num_tokens or bool(finished.all()):
             break
-        step_embeds = request.embed(token.repeat(2) if request.cfg > 1 else token)  # [R, D]
-        if use_mask:
-            mask = torch.cat([mask, mask.new_ones(mask.shape[0], 1)], dim=1)
-        out = lm(
-            inputs_embeds=step_embeds.unsqueeze(1), attention_mask=mask if use_mask else None,
-            position_ids=next_position, past_key_values=cache, use_cache=True,
-        )
-        hidden = out.last_hidden_state[:, -1]
-        next_position = next_position + 1
+        embeds = request.embed(token)  # [B, D]; conditional and unconditional rows share the token
+        hidden = step(t, torch.cat([embeds, embeds]) if request.cfg > 1 else embeds)
     return tokens
+
+
+class _DecodeStep:
+    """One token through the decoder layers, with rotary embeddings computed once for all steps.
+
+    Calls the language model's own decoder layers and norm directly: the per-step work of
+    `LlamaModel.forward` (mask building, rotary, output capture) is hoisted out of the loop.
+    Falls back to the plain forward for language models of another shape."""
+
+    def __init__(self, lm, first_position: torch.Tensor, num_tokens: int, mask: torch.Tensor | None, cache):
+        self.lm, self.cache, self.mask = lm, cache, mask
+        self.positions = first_position + torch.arange(num_tokens, device=first_position.device)  # [R, T]
+        self.fast = all(hasattr(lm, name) for name in ("layers", "norm", "rotary_emb"))
+        if self.fast:
+            dummy = torch.empty(0, dtype=next(lm.parameters()).dtype, device=first_position.device)
+            self.cos, self.sin = lm.rotary_emb(dummy, position_ids=self.positions)  # [R, T, d] each
+
+    def __call__(self, t: int, embeds: torch.Tensor) -> torch.Tensor:
+        if self.mask is not None:
+            self.mask = torch.cat([self.mask, self.mask.new_ones(self.mask.shape[0], 1)], dim=1)
+        position = self.positions[:, t:t + 1]
+        if not self.fast:
+            out = self.lm(inputs_embeds=embeds.unsqueeze(1), attention_mask=self.mask, position_ids=position,
+                          past_key_values=self.cache, use_cache=True)
+            return out.last_hidden_state[:, -1]
+        attention_mask = None if self.mask is None else self.mask.bool()[:, None, None, :]  # [R, 1, 1, kv]
+        hidden = embeds.unsqueeze(1)  # [R, 1, D]
+        rotary = (self.cos[:, t:t + 1], self.sin[:, t:t + 1])
+        for layer in self.lm.layers:
+            hidden = layer(hidden, attention_mask=attention_mask, position_embeddings=rotary,
+                           position_ids=position, past_key_values=self.cache, use_cache=True)
+        return self.lm.norm(hidden)[:, -1]
 
 
 def image_head(model) -> Head:

@@ -34,7 +34,7 @@ def box_l1(a: Box, b: Box, width: float, height: float) -> float:
 class ObjectScore:
     iou: float
     l1: float
-    valid: bool  # the model's answer parsed into a box
+    valid: bool  # the model's answer parsed cleanly into a box
 
     @property
     def passed(self) -> bool:
@@ -66,15 +66,20 @@ class CycleScore:
 
 
 def cycle_score(
-    drawn: Sequence[Box], grounded: Sequence[Box | None], width: float, height: float
+    drawn: Sequence[Box], grounded: Sequence[Box | None], width: float, height: float,
+    valid: Sequence[bool] | None = None,
 ) -> CycleScore:
-    """Compare drawn boxes with re-grounded ones; a missing (None) answer scores IoU 0, L1 1."""
+    """Compare drawn boxes with re-grounded ones; a missing (None) answer scores IoU 0, L1 1.
+
+    `valid` flags answers that parsed cleanly; a box recovered from a malformed answer is
+    still scored but never passes."""
     if len(drawn) != len(grounded):
         raise ValueError(f"{len(drawn)} drawn boxes but {len(grounded)} grounded ones")
+    valid = [True] * len(drawn) if valid is None else valid
     scores = []
-    for d, g in zip(drawn, grounded):
+    for d, g, ok in zip(drawn, grounded, valid):
         if g is None:
             scores.append(ObjectScore(0.0, 1.0, False))
         else:
-            scores.append(ObjectScore(box_iou(d, g), box_l1(d, g, width, height), True))
+            scores.append(ObjectScore(box_iou(d, g), box_l1(d, g, width, height), bool(ok)))
     return CycleScore(tuple(scores))

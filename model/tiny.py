@@ -119,3 +119,16 @@ def create_janus(path: str | Path, spec: JanusSpec = JanusSpec(), seed: int = 0)
     model.save_pretrained(path, safe_serialization=True)
     processor.save_pretrained(path)
     return path
+
+
+@torch.no_grad()
+def spread_weights(model, seed: int = 0) -> None:
+    """Re-draw the LM and generation-side weights with variance-preserving scale (std fan_in^-0.5).
+
+    transformers' init (std 0.02) makes a tiny random model's logits nearly constant, so
+    greedy decoding repeats one token; tests and benchmarks that compare token sequences
+    need outputs that depend on the input."""
+    generator = torch.Generator().manual_seed(seed)
+    for name, param in model.named_parameters():
+        if param.dim() > 1 and not name.startswith(("model.vqmodel.", "model.vision_model.")):
+            param.copy_(torch.randn(param.shape, generator=generator) * param.shape[-1] ** -0.5)
