@@ -16,7 +16,7 @@ from PIL import Image
 from model import generation, inputs
 from model.layout import Layout, clean_phrase
 from model.layout_text import letterbox_denormalize, parse_box
-from model.loading import load_janus
+from model.loading import load_janus, unwrap_peft
 from model.metrics import cycle_score
 from model.prompts import grounding_prompt, image_block, l2i_prompt
 from model.results import CycleCandidate, CycleResult, Grounding, SamplingConfig
@@ -43,7 +43,7 @@ def to_pil(pixels: torch.Tensor) -> list[Image.Image]:
 
 class EchoGen:
     def __init__(self, model, processor, max_batch: int = 16):
-        self.model = model
+        self.model = unwrap_peft(model)  # a PeftModel's adapter stays active in place
         self.processor = processor
         self.tokenizer = processor.tokenizer
         self.special = SpecialTokens.from_tokenizer(self.tokenizer)

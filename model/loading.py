@@ -67,6 +67,7 @@ def load_janus(
     device: str | None = "cpu", dtype: str | torch.dtype | None = None, merge_adapter: bool = True,
 ):
     """Return (model, processor) ready for inference; the adapter is merged unless told not to."""
+    from safetensors import SafetensorError
     from transformers import AutoProcessor, JanusForConditionalGeneration
 
     from model.tokens import ensure_layout_tokens
@@ -79,7 +80,7 @@ def load_janus(
         model = JanusForConditionalGeneration.from_pretrained(
             source, dtype=torch_dtype, use_safetensors=True, local_files_only=True
         )
-    except (OSError, ValueError, KeyError, RuntimeError) as err:
+    except (OSError, ValueError, KeyError, RuntimeError, SafetensorError) as err:
         raise ModelLoadError(f"could not load the model from {source}: {_first_line(err)}") from None
     ensure_layout_tokens(processor.tokenizer, model)
     if adapter is not None:
@@ -90,15 +91,24 @@ def load_janus(
 
 def _attach_adapter(model, adapter: Path, merge: bool):
     from peft import PeftModel
+    from safetensors import SafetensorError
 
     _check_local_dir(adapter, "adapter directory", "adapter_config.json")
     if not (adapter / "adapter_model.safetensors").is_file():
         raise ModelLoadError(f"adapter {adapter} has no adapter_model.safetensors")
     try:
         peft_model = PeftModel.from_pretrained(model, str(adapter))
-    except (OSError, ValueError, KeyError, RuntimeError) as err:
+    except (OSError, ValueError, KeyError, RuntimeError, SafetensorError) as err:
         raise ModelLoadError(f"could not load the adapter from {adapter}: {_first_line(err)}") from None
     return peft_model.merge_and_unload() if merge else peft_model
+
+
+def unwrap_peft(model):
+    """The JanusForConditionalGeneration inside a PeftModel (LoRA layers stay active in place)."""
+    base = getattr(model, "base_model", None)
+    if base is not None and hasattr(base, "model") and hasattr(model, "peft_config"):
+        return base.model
+    return model
 
 
 def _first_line(err: BaseException) -> str:
