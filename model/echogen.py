@@ -156,9 +156,12 @@ class EchoGen:
     ) -> CycleResult:
         """Generate, re-ground every object, score; candidates sorted by mean IoU, best first."""
         square = layout.resized(self.image_size, self.image_size)
-        gen = self.generate([square], num_images, seed, sampling)
+        total = num_images * (1 + len(layout.objects))  # generated images + grounded objects
+        gen = self.generate([square], num_images, seed, sampling,
+                            progress=(lambda done, _: progress(done, total)) if progress else None)
         pictures = gen.images[0]
-        groundings = self.ground(pictures, [layout.phrases] * num_images)
+        groundings = self.ground(pictures, [layout.phrases] * num_images,
+                                 progress=(lambda done, _: progress(num_images + done, total)) if progress else None)
         sx, sy = layout.width / self.image_size, layout.height / self.image_size
         candidates = []
         for k, (picture, found) in enumerate(zip(pictures, groundings)):
@@ -166,9 +169,8 @@ class EchoGen:
                 None if g.box is None else (g.box[0] * sx, g.box[1] * sy, g.box[2] * sx, g.box[3] * sy) for g in found
             ]
             scored = tuple(Grounding(g.phrase, b, g.valid, g.text) for g, b in zip(found, in_layout))
-            score = cycle_score(layout.boxes, in_layout, layout.width, layout.height, [g.valid for g in found])
+            valid = [g.valid for g in found]
+            score = cycle_score(layout.boxes, in_layout, layout.width, layout.height, valid)
             candidates.append(CycleCandidate(picture, gen.seeds[k], scored, score))
-            if progress:
-                progress(k + 1, num_images)
         candidates.sort(key=lambda c: c.score.mean_iou, reverse=True)
         return CycleResult(layout, tuple(candidates))

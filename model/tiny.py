@@ -98,10 +98,16 @@ def build_processor(spec: JanusSpec, corpus: Iterable[str] | None = None) -> Jan
     )
 
 
-def create_janus(path: str | Path, spec: JanusSpec = JanusSpec(), seed: int = 0) -> Path:
-    """Write a randomly initialized Janus checkpoint with our tokenizer to `path`."""
+def create_janus(
+    path: str | Path, spec: JanusSpec = JanusSpec(), seed: int = 0,
+    corpus: Iterable[str] | None = None, vq_path: str | Path | None = None,
+) -> Path:
+    """Write a randomly initialized Janus checkpoint with our tokenizer to `path`.
+
+    `corpus` trains the tokenizer (default: `spec.corpus`); `vq_path` is a trained
+    `JanusVQVAE` directory whose weights replace the random VQ (its config must match `spec`)."""
     path = Path(path)
-    processor = build_processor(spec)
+    processor = build_processor(spec, corpus)
     tokenizer = processor.tokenizer
     config = janus_config(
         spec, vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id,
@@ -109,6 +115,11 @@ def create_janus(path: str | Path, spec: JanusSpec = JanusSpec(), seed: int = 0)
     )
     torch.manual_seed(seed)
     model = JanusForConditionalGeneration(config)
+    if vq_path is not None:
+        from transformers import JanusVQVAE
+
+        trained = JanusVQVAE.from_pretrained(vq_path, use_safetensors=True)
+        model.model.vqmodel.load_state_dict(trained.state_dict())
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.generation_config.bos_token_id = tokenizer.bos_token_id
     model.generation_config.eos_token_id = tokenizer.eos_token_id

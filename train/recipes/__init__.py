@@ -1,0 +1,1 @@
+"""End-to-end recipes: one resumable command that reproduces a shipped model."""

@@ -1,0 +1,217 @@
+"""`python -m train.vq`: train the VQ image tokenizer (transformers' `JanusVQVAE`) on Shapes World.
+
+Reconstruction (L1 + MSE) plus the usual codebook and commitment losses. Quantization is by
+cosine similarity to an L2-normalized codebook (as LlamaGen does), which is exactly what
+`JanusVQVAE.decode` assumes: it normalizes codebook rows after lookup. The saved codebook
+rows are unit-norm, so `JanusVQVAE.encode`'s Euclidean nearest neighbour picks the same
+codes as training did. Unused codes are restarted from recent encoder outputs.
+
+Images are rendered on the fly (no data on disk), first as random crops (cheap: the VQ is
+fully convolutional), then at full size. Checkpoints every `save_every` steps; `--resume`
+continues from the last one. The result is `OUT/vq/` (config + safetensors) and
+`OUT/vq_report.json` (reconstruction quality on the val split, codebook usage).
+
+    python -m train.vq --out runs/shapes --steps 3000      # or --config FILE.yaml (section `vq`)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+from tqdm import tqdm
+
+from train.config import ConfigError, load_config, option
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class VQTrainConfig:
+    out: str = option("run dir: the VQ lands in OUT/vq, its report in OUT/vq_report.json", default="runs/shapes")
+    steps: int = option("optimizer steps in all", default=3000)
+    full_size_steps: int = option("the last steps train on whole images instead of crops", default=500)
+    batch_size: int = option("images per step", default=16)
+    crop: int = option("crop side of the first phase (a multiple of the downsampling factor)", default=64)
+    image_size: int = option("image side", default=128)
+    codebook_size: int = option("number of codes", default=1024)
+    codebook_dim: int = option("code dimension (L2-normalized)", default=8)
+    base_channels: int = option("VQ width (a multiple of 32: GroupNorm)", default=32)
+    channel_multiplier: list = option("width multipliers; 2^(len-1) is the downsampling factor",
+                                      default_factory=lambda: [1, 1, 2, 2, 4])
+    num_res_blocks: int = option("residual blocks per level", default=1)
+    lr: float = option("peak learning rate (warm-up, then cosine to 10%)", default=3e-4)
+    beta: float = option("commitment loss weight", default=0.25)
+    restart_every: int = option("steps between dead-code restarts", default=100)
+    save_every: int = option("steps between resumable checkpoints", default=250)
+    seed: int = option("seed of the weights, the data and the crops", default=0)
+    resume: bool = option("continue from OUT/vq_state when it exists", default=False)
+
+    def __post_init__(self):
+        factor = 2 ** (len(self.channel_multiplier) - 1)
+        if self.crop % factor or self.image_size % factor:
+            raise ConfigError(f"crop and image_size must be multiples of the VQ downsampling factor {factor}")
+        if not 0 <= self.full_size_steps <= self.steps:
+            raise ConfigError("full_size_steps must be in [0, steps]")
+        if self.base_channels % 32:
+            raise ConfigError("base_channels must be a multiple of 32")
+
+
+@dataclass
+class VQRun:
+    vq: VQTrainConfig = field(default_factory=VQTrainConfig)
+
+
+def vq_config(cfg: VQTrainConfig):
+    from transformers import JanusVQVAEConfig
+
+    factor = 2 ** (len(cfg.channel_multiplier) - 1)
+    return JanusVQVAEConfig(
+        embed_dim=cfg.codebook_dim, num_embeddings=cfg.codebook_size, latent_channels=cfg.codebook_dim,
+        base_channels=cfg.base_channels, channel_multiplier=list(cfg.channel_multiplier),
+        num_res_blocks=cfg.num_res_blocks, num_patches=cfg.image_size // factor,
+    )
+
+
+def render_batch(seed: int, split: str, start: int, n: int, size: int) -> torch.Tensor:
+    """[n, 3, size, size] Shapes World renders in [-1, 1] (images start..start+n of the split)."""
+    from train.shapes.world import SceneConfig
+    from train.synth import make_example
+
+    scene_cfg = SceneConfig(size=size)
+    arrays = [np.asarray(make_example(seed, split, start + i, scene_cfg)[2], dtype=np.float32) for i in range(n)]
+    return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2) / 127.5 - 1.0
+
+
+def random_crops(images: torch.Tensor, crop: int, generator: torch.Generator) -> torch.Tensor:
+    if crop >= images.shape[-1]:
+        return images
+    n, limit = images.shape[0], images.shape[-1] - crop + 1
+    xs = torch.randint(0, limit, (n,), generator=generator)
+    ys = torch.randint(0, limit, (n,), generator=generator)
+    return torch.stack([img[:, y:y + crop, x:x + crop] for img, x, y in zip(images, xs, ys)])
+
+
+def quantize(vq, pixels: torch.Tensor):
+    """Encoder -> cosine-nearest unit codes. Returns (quantized latents ST, codes, codebook loss)."""
+    z = F.normalize(vq.quant_conv(vq.encoder(pixels)), dim=1)  # [B, C, h, w]
+    codebook = F.normalize(vq.quantize.embedding.weight, dim=1)  # [K, C]
+    flat = z.permute(0, 2, 3, 1).reshape(-1, z.shape[1])  # [B*h*w, C]
+    codes = (flat @ codebook.T).argmax(-1)
+    chosen = codebook[codes].view(z.shape[0], z.shape[2], z.shape[3], -1).permute(0, 3, 1, 2)
+    return z + (chosen - z).detach(), codes, z, chosen
+
+
+def vq_losses(vq, pixels: torch.Tensor, beta: float):
+    quant, codes, z, chosen = quantize(vq, pixels)
+    recon = vq.decoder(vq.post_quant_conv(quant))
+    rec = F.l1_loss(recon, pixels) + F.mse_loss(recon, pixels)
+    codebook = F.mse_loss(chosen, z.detach()) + beta * F.mse_loss(z, chosen.detach())
+    return rec + codebook, rec, codes, z, recon
+
+
+@torch.no_grad()
+def restart_dead_codes(vq, usage: torch.Tensor, z: torch.Tensor, generator: torch.Generator) -> int:
+    """Point unused codebook rows at random recent encoder outputs; returns how many moved."""
+    dead = (usage == 0).nonzero().squeeze(-1)
+    if dead.numel() == 0:
+        return 0
+    flat = z.detach().permute(0, 2, 3, 1).reshape(-1, z.shape[1])
+    picks = torch.randint(0, flat.shape[0], (dead.numel(),), generator=generator)
+    vq.quantize.embedding.weight[dead] = flat[picks] + 0.01 * torch.randn(dead.numel(), flat.shape[1], generator=generator)
+    return int(dead.numel())
+
+
+@torch.no_grad()
+def evaluate(vq, cfg: VQTrainConfig, n: int = 64) -> dict:
+    """Reconstruction through the real `encode`/`decode` path on val renders."""
+    vq.eval()
+    pixels = render_batch(cfg.seed, "val", 0, n, cfg.image_size)
+    tokens = vq.encode(pixels).image_tokens.view(n, -1)
+    recon = vq.decode(tokens).clamp(-1, 1)
+    mse = F.mse_loss((recon + 1) / 2, (pixels + 1) / 2).item()
+    vq.train()
+    return {
+        "val_images": n, "psnr_db": 10 * math.log10(1.0 / max(mse, 1e-12)),
+        "mae_0_255": F.l1_loss(recon, pixels).item() * 127.5,
+        "codes_used_val": int(tokens.unique().numel()), "codebook_size": cfg.codebook_size,
+    }
+
+
+def normalize_codebook(vq) -> None:
+    with torch.no_grad():
+        vq.quantize.embedding.weight.copy_(F.normalize(vq.quantize.embedding.weight, dim=1))
+
+
+def save_vq(vq, path: Path) -> None:
+    normalize_codebook(vq)  # unit rows: encode's Euclidean argmin == training's cosine argmax
+    vq.save_pretrained(path, safe_serialization=True)
+
+
+def main(run: VQRun) -> dict:
+    from transformers import JanusVQVAE
+
+    cfg = run.vq
+
+    out = Path(cfg.out)
+    state_dir = out / "vq_state"
+    state_dir.mkdir(parents=True, exist_ok=True)
+    (out / "vq_config.json").write_text(json.dumps(asdict(cfg), indent=2))
+    torch.manual_seed(cfg.seed)
+    vq = JanusVQVAE(vq_config(cfg)).train()
+    optimizer = torch.optim.AdamW(vq.parameters(), lr=cfg.lr, betas=(0.9, 0.95), weight_decay=0.0)
+    generator = torch.Generator().manual_seed(cfg.seed)
+    step = 0
+    if cfg.resume and (state_dir / "state.pt").is_file():
+        vq.load_state_dict(load_file(state_dir / "vq.safetensors"))
+        state = torch.load(state_dir / "state.pt", weights_only=False)
+        optimizer.load_state_dict(state["optimizer"])
+        generator.set_state(state["generator"])
+        step = state["step"]
+        logger.info("resumed at step %d", step)
+    usage = torch.zeros(cfg.codebook_size, dtype=torch.long)
+    bar = tqdm(total=cfg.steps, initial=step, desc="vq")
+    start = time.perf_counter()
+    while step < cfg.steps:
+        full = step >= cfg.steps - cfg.full_size_steps
+        images = render_batch(cfg.seed, "train", step * cfg.batch_size, cfg.batch_size, cfg.image_size)
+        pixels = images if full else random_crops(images, cfg.crop, generator)
+        lr = cfg.lr * min(1.0, (step + 1) / 100) * (0.5 * (1 + math.cos(math.pi * step / cfg.steps)) * 0.9 + 0.1)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        loss, rec, codes, z, _ = vq_losses(vq, pixels, cfg.beta)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        usage += torch.bincount(codes, minlength=cfg.codebook_size)
+        step += 1
+        if step % cfg.restart_every == 0 and step < cfg.steps - cfg.full_size_steps // 2:
+            moved = restart_dead_codes(vq, usage, z, generator)
+            logger.info("step %d: restarted %d dead codes", step, moved)
+            usage.zero_()
+        bar.update(1)
+        bar.set_postfix(loss=f"{loss.item():.4f}", rec=f"{rec.item():.4f}", full=full)
+        if step % cfg.save_every == 0 or step == cfg.steps:
+            save_file(vq.state_dict(), state_dir / "vq.safetensors")
+            torch.save({"optimizer": optimizer.state_dict(), "generator": generator.get_state(), "step": step},
+                       state_dir / "state.pt")
+    bar.close()
+    save_vq(vq, out / "vq")
+    report = {"steps": cfg.steps, "train_seconds_this_run": time.perf_counter() - start, **evaluate(vq, cfg)}
+    (out / "vq_report.json").write_text(json.dumps(report, indent=2))
+    logger.info("VQ report: %s", report)
+    return report
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    print(json.dumps(main(load_config(VQRun))))
