@@ -1,0 +1,90 @@
+"""Fake EchoGen models for the evaluation tests: same methods, no weights.
+
+`OracleModel` draws any Shapes World layout exactly (train.shapes renderer) and grounds
+every expression of a known data set at its true box; `skew` degrades both so tests can
+show the metrics drop.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from model.layout import Layout
+from model.metrics import cycle_score
+from model.results import CycleCandidate, CycleResult, Grounding
+from train.eval.fidelity import load_image
+from train.shapes.render import render
+from train.shapes.samplers import scene_from_layout
+
+
+@dataclass
+class FakeGeneration:
+    images: list[list[Image.Image]]
+
+
+def image_key(image: Image.Image) -> str:
+    return hashlib.sha1(np.asarray(image.convert("RGB")).tobytes()).hexdigest()
+
+
+def _shift(box, dx: float, dy: float):
+    return box[0] + dx, box[1] + dy, box[2] + dx, box[3] + dy
+
+
+class OracleModel:
+    """Perfect generator and grounder for Shapes World; `skew` (0-1) shifts boxes by that share of
+    their size and, when > 0, recolors every generated object blue."""
+
+    def __init__(self, image_size: int = 96, data_dir: str | Path | None = None, records=(), skew: float = 0.0):
+        self.image_size = image_size
+        self.skew = skew
+        self.calls: list[tuple[str, int]] = []
+        self.answers: dict[str, dict[str, tuple]] = {}
+        for record in records:
+            key = image_key(load_image(data_dir, record))
+            self.answers[key] = {e["text"]: tuple(e["box"]) for e in record.get("expressions", [])}
+
+    def _skewed(self, layout: Layout) -> Layout:
+        if not self.skew:
+            return layout
+        phrases = [" ".join(["blue"] + p.split()[1:]) for p in layout.phrases]
+        boxes = [_shift(b, self.skew * (b[2] - b[0]), self.skew * (b[3] - b[1])) for b in layout.boxes]
+        clipped = [(max(0, x1), max(0, y1), min(layout.width, x2), min(layout.height, y2)) for x1, y1, x2, y2 in boxes]
+        from model.layout import LayoutObject
+
+        return Layout(layout.width, layout.height, tuple(LayoutObject(p, b) for p, b in zip(phrases, clipped)))
+
+    def _draw(self, layout: Layout) -> Image.Image:
+        return render(scene_from_layout(self._skewed(layout), self.image_size))
+
+    def generate(self, layouts, num_images=1, seed=0, sampling=None):
+        self.calls.append(("generate", seed))
+        return FakeGeneration([[self._draw(layout) for _ in range(num_images)] for layout in layouts])
+
+    def ground(self, images, phrases):
+        self.calls.append(("ground", len(images)))
+        out = []
+        for image, group in zip(images, phrases):
+            known = self.answers.get(image_key(image), {})
+            answers = []
+            for phrase in group:
+                box = known.get(phrase)
+                if box is not None and self.skew:
+                    box = _shift(box, self.skew * (box[2] - box[0]), 0.0)
+                answers.append(Grounding(phrase, box, box is not None, "fake"))
+            out.append(answers)
+        return out
+
+    def cycle(self, layout, num_images=1, seed=0, sampling=None):
+        self.calls.append(("cycle", seed))
+        image = self._draw(layout)
+        found = tuple(
+            Grounding(o.phrase, _shift(o.box, self.skew * (o.box[2] - o.box[0]), 0.0), True, "fake")
+            for o in layout.objects
+        )
+        score = cycle_score(layout.boxes, [g.box for g in found], layout.width, layout.height)
+        return CycleResult(layout, (CycleCandidate(image, seed, found, score),))

@@ -1,0 +1,1 @@
+"""Training, data and evaluation code for EchoGen (Shapes World, metrics, eval CLIs)."""

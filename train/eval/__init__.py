@@ -1,0 +1,1 @@
+"""Evaluation suite: layout fidelity, grounding accuracy and cycle consistency (`python -m train.eval`)."""

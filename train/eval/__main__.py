@@ -1,0 +1,213 @@
+"""Evaluation CLI: `python -m train.eval {detector,fidelity,grounding,cycle,refl4} ...`.
+
+    python -m train.eval detector  --data DIR [--split test] [--max N] [--blur R --noise S --jpeg Q]
+    python -m train.eval fidelity  --data DIR [--model DIR] [--adapter DIR] [--split test] [--max N] [--out FILE]
+    python -m train.eval grounding --data DIR [--model DIR] [--adapter DIR] ...
+    python -m train.eval cycle     --data DIR [--model DIR] [--adapter DIR] ...
+    python -m train.eval refl4     --pred PRED.json --ann ANN.jsonl [--category-map MAP.json]
+
+`detector` and `refl4` print a JSON object; the model commands print a markdown table
+(`--format` switches). `--out FILE` writes the metrics JSON. Without --model the built-in
+model is used. Bad input gives one line on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+from train.eval.report import markdown_table, to_builtin, write_json
+from train.shapes.records import SPLITS, RecordError, load_records
+
+logger = logging.getLogger("train.eval")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, no usage dump
+        self.exit(2, f"error: {message}\n")
+
+
+def _data_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", type=Path, required=True, help="Shapes World directory (python -m train.synth)")
+    parser.add_argument("--split", choices=SPLITS, default="test", help="split to score")
+    parser.add_argument("--max", type=int, default=None, help="score only the first N records")
+
+
+def _output_args(parser: argparse.ArgumentParser, default_format: str) -> None:
+    parser.add_argument("--out", type=Path, default=None, help="write the metrics JSON here")
+    parser.add_argument("--format", choices=("table", "json"), default=default_format, help="what to print")
+    parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+
+
+def _model_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", default=None, help="model directory (default: the built-in model)")
+    parser.add_argument("--adapter", default=None, help="LoRA adapter directory")
+    parser.add_argument("--device", default="cpu", help="torch device")
+    parser.add_argument("--seed", type=int, default=0, help="sampling seed")
+    parser.add_argument("--cfg", type=float, default=5.0, help="classifier-free guidance weight")
+    parser.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (0 = greedy)")
+    parser.add_argument("--batch-size", type=int, default=8, help="layouts or images per model call")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="python -m train.eval", description=__doc__,
+                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    detector = commands.add_parser("detector", help="the detector's COCO AP on clean renders")
+    _data_args(detector)
+    detector.add_argument("--blur", type=float, default=0.0, help="degrade renders: Gaussian blur radius (px)")
+    detector.add_argument("--noise", type=float, default=0.0, help="degrade renders: noise sigma (0-255)")
+    detector.add_argument("--jpeg", type=int, default=None, help="degrade renders: JPEG quality")
+    _output_args(detector, "json")
+    for name, text in (("fidelity", "layout fidelity of generated images (detector-judged)"),
+                       ("grounding", "grounding accuracy (Ref-L4 definitions)"),
+                       ("cycle", "cycle consistency: layout vs re-grounded boxes")):
+        command = commands.add_parser(name, help=text)
+        _data_args(command)
+        _model_args(command)
+        _output_args(command, "table")
+    refl4 = commands.add_parser("refl4", help="score a Ref-L4-style prediction file")
+    refl4.add_argument("--pred", type=Path, required=True, help="predictions [{id, pred_bbox, format}]")
+    refl4.add_argument("--ann", type=Path, required=True, help="annotations [{id, bbox (xywh), ori_category_id}]")
+    refl4.add_argument("--category-map", type=Path, default=None, help="JSON {category id: merged id}")
+    _output_args(refl4, "json")
+    return parser
+
+
+def _records(args: argparse.Namespace) -> list[dict[str, Any]]:
+    if args.max is not None and args.max < 1:
+        raise RecordError(f"--max must be at least 1, got {args.max}")
+    records = load_records(args.data, args.split, limit=args.max)
+    if args.command in ("detector", "grounding"):
+        missing = [r["image"] for r in records if not (args.data / r["image"]).is_file()]
+        if missing:
+            raise RecordError(f"{len(missing)} images missing under {args.data}, e.g. {missing[0]}")
+    return records
+
+
+class ModelUnavailable(Exception):
+    """The model could not be loaded (missing or broken checkpoint)."""
+
+
+def _load_model(args: argparse.Namespace) -> Any:
+    from model import EchoGen  # heavy; only model commands import it
+    from model.loading import ModelLoadError
+
+    try:
+        return EchoGen.load(args.model, adapter=args.adapter, device=args.device)
+    except (ModelLoadError, OSError, ValueError) as err:
+        raise ModelUnavailable(str(err)) from None
+
+
+def _sampling(args: argparse.Namespace) -> Any:
+    from model.results import SamplingConfig
+
+    return SamplingConfig(cfg=args.cfg, temperature=args.temperature)
+
+
+def run_detector(args: argparse.Namespace, records: list[dict], model: Any) -> dict[str, Any]:
+    from train.eval.fidelity import evaluate_detector
+
+    return evaluate_detector(args.data, records, progress=not args.no_progress, degradation=args.degradation)
+
+
+def run_fidelity(args: argparse.Namespace, records: list[dict], model: Any) -> dict[str, Any]:
+    from train.eval.fidelity import evaluate_fidelity
+
+    return evaluate_fidelity(model, records, seed=args.seed, sampling=args.sampling,
+                             batch_size=args.batch_size, progress=not args.no_progress)
+
+
+def run_grounding(args: argparse.Namespace, records: list[dict], model: Any) -> dict[str, Any]:
+    from train.eval.grounding import evaluate_grounding
+
+    return evaluate_grounding(model, records, args.data, batch_size=args.batch_size, progress=not args.no_progress)
+
+
+def run_cycle(args: argparse.Namespace, records: list[dict], model: Any) -> dict[str, Any]:
+    from train.eval.cycle import evaluate_cycle
+
+    return evaluate_cycle(model, records, seed=args.seed, sampling=args.sampling, progress=not args.no_progress)
+
+
+def run_refl4(args: argparse.Namespace) -> dict[str, Any]:
+    from train.eval.refl4 import ScoringError, read_json_list, score_refl4
+
+    category_map = None
+    if args.category_map is not None:
+        import json
+
+        try:
+            category_map = json.loads(args.category_map.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as err:
+            raise ScoringError(f"cannot read --category-map {args.category_map}: {err}") from None
+        if not isinstance(category_map, dict):
+            raise ScoringError("--category-map must hold a JSON object")
+    return score_refl4(read_json_list(args.pred), read_json_list(args.ann), category_map)
+
+
+RUNNERS: dict[str, Callable[[argparse.Namespace, list[dict], Any], dict[str, Any]]] = {
+    "detector": run_detector, "fidelity": run_fidelity, "grounding": run_grounding, "cycle": run_cycle,
+}
+
+
+def _fail(message: str) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return 2
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    from train.eval.refl4 import ScoringError
+
+    if args.command == "refl4":
+        try:
+            metrics = run_refl4(args)
+        except ScoringError as err:
+            return _fail(str(err))
+        run = {"command": "refl4", "pred": str(args.pred), "ann": str(args.ann)}
+    else:
+        try:
+            records = _records(args)
+            if args.command == "detector":
+                from train.eval.degrade import Degradation
+
+                args.degradation = Degradation(args.blur, args.noise, args.jpeg)
+            else:
+                if args.batch_size < 1:
+                    raise ValueError(f"--batch-size must be at least 1, got {args.batch_size}")
+                args.sampling = _sampling(args)
+        except (RecordError, ValueError) as err:
+            return _fail(str(err))
+        model = None
+        if args.command != "detector":
+            try:
+                model = _load_model(args)
+            except ModelUnavailable as err:
+                return _fail(f"cannot load the model: {err}")
+        metrics = RUNNERS[args.command](args, records, model)
+        run = {"command": args.command, "data": str(args.data), "split": args.split, "records": len(records)}
+        if args.command == "detector" and args.degradation.active:
+            run["degradation"] = {"blur": args.blur, "noise": args.noise, "jpeg": args.jpeg}
+        if model is not None:
+            run.update(model=args.model, adapter=args.adapter, seed=args.seed, cfg=args.cfg,
+                       temperature=args.temperature)
+    payload = to_builtin({**metrics, "run": run})
+    if args.out is not None:
+        write_json(args.out, payload)
+        logger.info("wrote %s", args.out)
+    if args.format == "json":
+        import json
+
+        print(json.dumps(payload, indent=2))
+    else:
+        print(markdown_table(f"{args.command} metric", {k: v for k, v in payload.items() if k != "run"}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
