@@ -1,0 +1,104 @@
+"""Run configs: YAML plus command-line overrides, validation, and the saved resolved config."""
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import yaml
+
+from train.config import ConfigError, ModelConfig, TrainConfig, load_config, option, save_config
+from train.cycle_rl import CycleRLRun
+from train.djo import DJORun
+from train.pmtp import PMTPRun
+
+
+def write(tmp_path, data) -> str:
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return str(path)
+
+
+def test_yaml_then_overrides(tmp_path):
+    path = write(tmp_path, {"model": {"path": "m", "init_tiny": True}, "train": {"max_steps": 7, "lr": 1},
+                            "pmtp": {"grounding_weight": 0.5}})
+    cfg = load_config(PMTPRun, ["--config", path, "--train.max_steps", "9", "--batch_size=3", "--full",
+                                "--lora.modules_to_save", "[embed_tokens, lm_head]", "--resume", "latest",
+                                "--mixed_precision", "no", "--model.adapter", "null"])
+    assert cfg.train.max_steps == 9 and cfg.train.batch_size == 3
+    assert cfg.train.lr == 1.0 and isinstance(cfg.train.lr, float)
+    assert cfg.model.full is True and cfg.model.init_tiny is True
+    assert cfg.lora.modules_to_save == ["embed_tokens", "lm_head"]
+    assert cfg.train.resume == "latest"
+    assert cfg.train.mixed_precision == "no" and cfg.model.adapter is None  # text, not YAML's false
+    assert cfg.pmtp.grounding_weight == 0.5 and cfg.pmtp.l2i_weight == 1.0
+
+
+def test_a_partial_section_keeps_the_stage_defaults(tmp_path):
+    cfg = load_config(DJORun, ["--config", write(tmp_path, {"train": {"max_steps": 3}})])
+    assert cfg.train.output_dir == "runs/djo"
+    assert load_config(CycleRLRun, []).train.output_dir == "runs/cycle_rl"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--train.max_step", "3"], "unknown key"),
+    (["--nonsense", "1"], "unknown option"),
+    (["--train.max_steps", "many"], "must be int"),
+    (["--train.max_steps", "0"], "max_steps must be >= 1"),
+    (["--model.dtype", "int8"], "model.dtype"),
+    (["--pmtp.caption_dropout", "1.5"], "caption_dropout"),
+    (["--model.merge_adapter"], "needs model.adapter"),
+    (["--model.init_tiny"], "needs model.path"),
+])
+def test_bad_values_are_rejected_with_the_field_name(args, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(PMTPRun, args)
+
+
+def test_stage_sections_validate():
+    with pytest.raises(ConfigError, match="rollout"):
+        load_config(DJORun, ["--djo.rollout", "sideways"])
+    with pytest.raises(ConfigError, match="group_size"):
+        load_config(CycleRLRun, ["--rl.group_size", "1"])
+    with pytest.raises(ConfigError, match="temperature"):
+        load_config(CycleRLRun, ["--rl.temperature", "0"])
+    with pytest.raises(ConfigError, match="unknown key"):  # log-probs must match sampling: no truncation
+        load_config(CycleRLRun, ["--rl.top_k", "5"])
+    with pytest.raises(ConfigError, match="multiples"):
+        load_config(CycleRLRun, ["--rl.num_iterations", "2", "--train.max_steps", "5"])
+
+
+def test_ambiguous_bare_names_are_refused():
+    @dataclass
+    class Two:
+        model: ModelConfig = field(default_factory=ModelConfig)
+        other: TrainConfig = field(default_factory=TrainConfig)
+        again: TrainConfig = field(default_factory=TrainConfig)
+
+    with pytest.raises(ConfigError, match="ambiguous"):
+        load_config(Two, ["--max_steps", "2"])
+    assert load_config(Two, ["--again.max_steps", "2"]).again.max_steps == 2
+
+
+def test_saved_config_reloads_to_the_same_config(tmp_path):
+    cfg = load_config(CycleRLRun, ["--rl.w_valid", "0.5", "--train.lr", "3e-5", "--model.path", "x"])
+    save_config(cfg, tmp_path / "config.yaml")
+    assert load_config(CycleRLRun, ["--config", str(tmp_path / "config.yaml")]) == cfg
+
+
+def test_every_field_has_help():
+    import dataclasses
+
+    for run in (PMTPRun, DJORun, CycleRLRun):
+        for section in dataclasses.fields(run):
+            for f in dataclasses.fields(section.default_factory()):
+                assert f.metadata.get("help"), f"{run.__name__}.{section.name}.{f.name} has no help"
+    assert option("x", default=1).metadata["help"] == "x"
+
+
+@pytest.mark.parametrize("path", sorted((Path(__file__).resolve().parent.parent / "train" / "configs").glob("*/*.yaml")))
+def test_shipped_stage_configs_load(path):
+    if path.parent.name == "accelerate":
+        return
+    stage = {"pmtp": PMTPRun, "djo": DJORun, "cycle_rl": CycleRLRun}[path.stem]
+    cfg = load_config(stage, ["--config", str(path)])
+    assert cfg.train.output_dir.startswith("runs/")

@@ -1,0 +1,121 @@
+"""Training data: records, the letterbox frame, the seeded order, layout sources and the VQ cache."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from model.layout import Layout, LayoutError, LayoutObject
+from train.data import (
+    layout_source, letterbox_layout, micro_batch_indices, micro_seed, parse_record, pick_queries, read_records,
+    sample_indices,
+)
+
+
+def write_records(tmp_path, records, size=(40, 20)):
+    (tmp_path / "images").mkdir()
+    for r in records:
+        Image.new("RGB", size, (250, 250, 250)).save(tmp_path / r["image"])
+    (tmp_path / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+
+
+RECORD = {"id": "a", "image": "images/a.png", "width": 40, "height": 20, "caption": "a red circle",
+          "objects": [{"phrase": "red circle", "box": [0, 0, 20, 20], "color": "red", "shape": "circle"}],
+          "expressions": [{"text": "the left shape", "box": [0, 0, 20, 20], "object": 0}]}
+
+
+def test_records_are_letterboxed_with_their_expressions(tmp_path):
+    write_records(tmp_path, [RECORD, {**RECORD, "id": "b", "image": "images/b.png", "expressions": []}])
+    records = read_records(tmp_path, "train")
+    assert [r.id for r in records] == ["a", "b"]
+    a = records[0]
+    assert a.image == tmp_path / "images" / "a.png"
+    assert (a.layout.width, a.layout.height) == (40, 40)
+    assert a.layout.boxes == [(0.0, 10.0, 20.0, 30.0)]  # moved 10 px down into the square
+    assert [q.phrase for q in a.queries] == ["red circle", "the left shape"]
+    assert a.queries[1].box == (0.0, 10.0, 20.0, 30.0)
+    assert len(read_records(tmp_path, "train", use_expressions=False)[0].queries) == 1
+    assert len(read_records(tmp_path, "train", limit=1)) == 1
+
+
+def test_bad_records_name_the_line(tmp_path):
+    write_records(tmp_path, [RECORD, {**RECORD, "objects": []}])
+    with pytest.raises(LayoutError, match="line 2"):
+        read_records(tmp_path, "train")
+    with pytest.raises(LayoutError, match="image"):
+        parse_record({k: v for k, v in RECORD.items() if k != "image"}, tmp_path)
+    with pytest.raises(FileNotFoundError, match="train.synth"):
+        read_records(tmp_path, "val")
+
+
+def test_square_layouts_are_unchanged():
+    layout = Layout(32, 32, (LayoutObject("x", (1.0, 2.0, 3.0, 4.0)),))
+    assert letterbox_layout(layout) is layout
+
+
+def test_order_is_seeded_and_covers_every_record_once_per_epoch():
+    first = sample_indices(10, seed=3, start=0, count=10)
+    assert sorted(first) == list(range(10))
+    assert sample_indices(10, seed=3, start=0, count=10) == first
+    assert sample_indices(10, seed=3, start=10, count=10) != first  # a new permutation per epoch
+    assert sample_indices(10, seed=3, start=4, count=9) == (first + sample_indices(10, 3, 10, 10))[4:13]
+    assert sample_indices(10, seed=4, start=0, count=10) != first
+
+
+def test_processes_and_micro_batches_get_disjoint_slices():
+    n, seed = 100, 0
+    seen = []
+    for step in range(2):
+        for micro in range(2):
+            for rank in range(3):
+                seen += micro_batch_indices(n, seed, step, micro, grad_accum=2, batch_size=4, rank=rank, world=3)
+    assert seen == sample_indices(n, seed, 0, 48)  # consecutive, no overlap, no gap
+    assert micro_seed(0, 1, 0, 0) != micro_seed(0, 1, 0, 1) != micro_seed(0, 1, 1, 0)
+    assert micro_seed(0, 1, 0, 0) == micro_seed(0, 1, 0, 0)
+
+
+def test_pick_queries_is_seeded(tmp_path):
+    write_records(tmp_path, [{**RECORD, "expressions": [{"text": f"e{i}", "box": [0, 0, 5, 5]} for i in range(6)]}])
+    record = read_records(tmp_path, "train")[0]
+    a = pick_queries(record, 3, np.random.default_rng(1))
+    assert len(a) == 3 and a == pick_queries(record, 3, np.random.default_rng(1))
+    assert len(pick_queries(record, 50, np.random.default_rng(1))) == 7
+
+
+def test_layout_sources(tmp_path):
+    rng = np.random.default_rng(0)
+    for kind in ("random", "scene"):
+        layout = layout_source(kind, size=64)(rng)
+        assert (layout.width, layout.height) == (64, 64) and layout.objects
+    (tmp_path / "l.jsonl").write_text(json.dumps({"width": 40, "height": 20, "objects": [
+        {"phrase": "p", "box": [0, 0, 10, 10]}]}) + "\n")
+    from_file = layout_source(str(tmp_path / "l.jsonl"))(rng)
+    assert (from_file.width, from_file.height) == (40, 40)
+    assert from_file.boxes == [(0.0, 10.0, 10.0, 20.0)]
+    with pytest.raises(ValueError):
+        layout_source("data", None)
+
+
+def test_vq_cache_encodes_once(tmp_path, tiny_janus_dir, monkeypatch):
+    from model.loading import load_janus
+    from train import vq_cache
+
+    write_records(tmp_path, [RECORD, {**RECORD, "id": "b", "image": "images/b.png"}], size=(32, 32))
+    records = read_records(tmp_path, "train")
+    model, processor = load_janus(tiny_janus_dir)
+    tokens = vq_cache.load_or_encode(model, processor.image_processor, records, tmp_path / "cache")
+    assert tokens.shape == (2, 16) and tokens.dtype == torch.long
+    assert len(list((tmp_path / "cache").glob("vq-*.safetensors"))) == 1
+    with torch.no_grad():
+        pixels = processor.image_processor([Image.open(tmp_path / "images/a.png")], return_tensors="pt")["pixel_values"]
+        assert torch.equal(tokens[0], model.model.vqmodel.encode(pixels).image_tokens.view(-1))
+
+    monkeypatch.setattr(vq_cache, "encode_images", lambda *a, **k: pytest.fail("the cache was not used"))
+    assert torch.equal(vq_cache.load_or_encode(model, processor.image_processor, records, tmp_path / "cache"), tokens)
+    with torch.no_grad():
+        model.model.vqmodel.quantize.embedding.weight.add_(1.0)  # another VQ: another cache file
+    monkeypatch.undo()
+    vq_cache.load_or_encode(model, processor.image_processor, records, tmp_path / "cache")
+    assert len(list((tmp_path / "cache").glob("vq-*.safetensors"))) == 2

@@ -1,0 +1,165 @@
+"""Stage losses on a tiny random Janus: targets, Gumbel-Softmax, DJO's gradient path, GRPO's KL."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from model.layout_text import normalize_box
+from model.tokens import SpecialTokens
+from train import cycle_rl, djo, loop
+from train.config import load_config
+from train.losses import (
+    IGNORE, annealed_tau, grounding_inputs, gumbel_softmax, l2i_inputs, straight_through, supervised_losses, to_siglip,
+)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models run fastest on one thread (two spin against each other on a busy 2-core CPU)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def shapes_dir(tmp_path_factory):
+    from train.data import synthesize
+
+    out = tmp_path_factory.mktemp("shapes")
+    synthesize(out, 8, 32)
+    return out
+
+
+def make_run(stage_cls, tiny_janus_dir, shapes_dir, tmp_path, *extra, need_reference=False):
+    cfg = load_config(stage_cls, ["--model.path", str(tiny_janus_dir), "--data.data_dir", str(shapes_dir),
+                                  "--train.output_dir", str(tmp_path), "--train.batch_size", "2", *extra])
+    return loop.setup(cfg, need_reference=need_reference)
+
+
+def test_grounding_labels_are_exactly_the_answer(tiny_echogen):
+    tok = tiny_echogen.tokenizer
+    special = SpecialTokens.from_tokenizer(tok)
+    box = normalize_box((2, 4, 16, 30), 32, 32)
+    g = grounding_inputs(tok, special, [(0, "red circle", box), (1, "a much longer phrase here", (0, 0, 1000, 1000))],
+                         4, "cpu")
+    assert g.input_ids.shape == g.labels.shape == g.attention_mask.shape
+    assert g.image_index.tolist() == [0, 1]
+    answer = tok.decode(g.labels[0][g.labels[0] != IGNORE])
+    assert answer == f"[{box[0]}, {box[1]}, {box[2]}, {box[3]}]</box>{tok.eos_token}"
+    prompt = tok.decode(g.input_ids[0][(g.labels[0] == IGNORE) & (g.attention_mask[0] == 1)])
+    assert prompt.endswith("<ref>red circle</ref><box>") and prompt.count(tok.image_token) == 4
+    assert (g.attention_mask[:, -1] == 1).all()  # left padding
+
+
+def test_caption_dropout_uses_the_unconditional_prompt(tiny_echogen):
+    from model.layout import parse_layout
+
+    tok = tiny_echogen.tokenizer
+    special = SpecialTokens.from_tokenizer(tok)
+    layout = parse_layout({"width": 32, "height": 32, "objects": [{"phrase": "red circle", "box": [1, 1, 9, 9]}]})
+    batch = l2i_inputs(tok, special, [layout, layout], [False, True], "cpu")
+    assert torch.equal(batch.input_ids[0].unique().sort().values, batch.input_ids[0].unique().sort().values)
+    kept = set(batch.input_ids[1].tolist())
+    assert kept == {special.pad, special.bos, special.boi}
+    assert batch.input_ids[1, -1] == special.boi == batch.input_ids[0, -1]
+
+
+def test_gumbel_softmax_is_seeded_one_hot_and_follows_the_distribution():
+    logits = torch.log(torch.tensor([0.6, 0.3, 0.1])).expand(4000, 3).contiguous()
+    a = gumbel_softmax(logits, 0.5, True, torch.Generator().manual_seed(0))
+    b = gumbel_softmax(logits, 0.5, True, torch.Generator().manual_seed(0))
+    assert torch.equal(a, b)
+    assert torch.equal(a.sum(-1), torch.ones(4000)) and set(a.unique().tolist()) <= {0.0, 1.0}
+    assert a.mean(0).tolist() == pytest.approx([0.6, 0.3, 0.1], abs=0.03)
+    soft = gumbel_softmax(logits[:2], 1.0, False, torch.Generator().manual_seed(0))
+    assert torch.allclose(soft.sum(-1), torch.ones(2)) and (soft > 0).all()
+
+
+def test_straight_through_forward_is_one_hot_backward_is_soft():
+    logits = torch.randn(1, 2, 5, requires_grad=True)
+    tokens = torch.tensor([[3, 1]])
+    y = straight_through(logits, tokens, tau=0.5)
+    assert torch.equal(y.argmax(-1), tokens) and torch.equal(y.detach().sum(-1), torch.ones(1, 2))
+    (y * torch.arange(5.0)).sum().backward()
+    assert logits.grad.abs().sum() > 0
+
+
+def test_tau_anneals_to_its_floor():
+    assert annealed_tau(0, 1.0, 0.1, 0.01) == 1.0
+    assert annealed_tau(100, 1.0, 0.1, 0.01) == pytest.approx(math.exp(-1))
+    assert annealed_tau(10_000, 1.0, 0.1, 0.01) == 0.1
+
+
+def test_to_siglip_is_identity_for_janus_normalization(tiny_echogen):
+    pixels = torch.rand(1, 3, 32, 32) * 2 - 1
+    assert torch.allclose(to_siglip(pixels, tiny_echogen.processor.image_processor, 32), pixels)
+    assert to_siglip(pixels, tiny_echogen.processor.image_processor, 16).shape == (1, 3, 16, 16)
+
+
+@pytest.mark.parametrize("rollout", ["teacher_forced", "autoregressive"])
+def test_djo_grounding_loss_reaches_the_generator(tiny_janus_dir, shapes_dir, tmp_path, rollout):
+    """With only the DJO term, the generation head (reachable only through the generated image) gets gradient."""
+    run = make_run(djo.DJORun, tiny_janus_dir, shapes_dir, tmp_path, "--full", "--djo.rollout", rollout,
+                   "--djo.l2i_weight", "0", "--djo.grounding_weight", "0", "--djo.caption_dropout", "0")
+    make_batch, loss_fn, _ = djo.build(run)
+    batch = make_batch(0, 0)
+    loss, stats = loss_fn(run.model, batch)
+    assert stats["djo_loss"] > 0
+    loss.backward()
+    head = run.janus.model.generation_head.vision_head.weight.grad
+    assert head is not None and head.abs().sum() > 0
+    assert run.janus.model.vqmodel.decoder.conv_in.weight.grad is None  # the VQ stays frozen
+
+    run.model.zero_grad(set_to_none=True)  # control: real-image grounding never reaches the generation head
+    ground_only, _, _ = supervised_losses(run.janus, batch.sup, 0.0, 1.0)
+    ground_only.backward()
+    head = run.janus.model.generation_head.vision_head.weight.grad
+    assert head is None or head.abs().sum() == 0
+
+
+def test_djo_term_differentiates_the_l2i_logits_under_lora(tiny_janus_dir, shapes_dir, tmp_path):
+    run = make_run(djo.DJORun, tiny_janus_dir, shapes_dir, tmp_path, "--djo.caption_dropout", "0")
+    make_batch, _, _ = djo.build(run)
+    batch = make_batch(0, 0)
+    _, _, logits = supervised_losses(run.janus, batch.sup, 1.0, 1.0)
+    term = djo.djo_term(run.janus, batch, run.cfg.djo, logits, run.processor.image_processor)
+    (grad,) = torch.autograd.grad(term, logits)
+    assert grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("full", [False, True])
+def test_kl_is_zero_before_the_first_update_and_positive_after(tiny_janus_dir, shapes_dir, tmp_path, full):
+    run = make_run(cycle_rl.CycleRLRun, tiny_janus_dir, shapes_dir, tmp_path, "--rl.group_size", "4",
+                   "--train.batch_size", "1", "--rl.cfg", "3.0", "--rl.kl_beta", "0.1",
+                   *(["--full"] if full else []), need_reference=True)
+    assert (run.reference is not None) == full
+    make_batch, loss_fn, _ = cycle_rl.build(run)
+    batch = make_batch(0, 0)
+    assert batch.tokens.shape == (4, 16) and batch.advantages.shape == (4,)
+    assert torch.isfinite(batch.ref_logp).all()
+    loss, stats = loss_fn(run.model, batch)
+    assert stats["kl"].item() == 0.0 and stats["ratio"].item() == 1.0
+
+    batch.advantages = torch.tensor([1.0, -1.0, 1.0, -1.0])
+    optimizer = torch.optim.SGD([p for p in run.model.parameters() if p.requires_grad], lr=0.5)
+    for _ in range(2):
+        optimizer.zero_grad()
+        loss_fn(run.model, batch)[0].backward()
+        optimizer.step()
+    _, stats = loss_fn(run.model, batch)
+    assert stats["kl"].item() > 0
+
+
+def test_rollouts_are_reused_for_num_iterations(tiny_janus_dir, shapes_dir, tmp_path):
+    run = make_run(cycle_rl.CycleRLRun, tiny_janus_dir, shapes_dir, tmp_path, "--rl.group_size", "2",
+                   "--train.batch_size", "1", "--rl.num_iterations", "2", "--train.max_steps", "4",
+                   "--train.save_every", "2", "--rl.layouts", "random")
+    make_batch, _, _ = cycle_rl.build(run)
+    first = make_batch(0, 0)
+    assert make_batch(1, 0) is first and first.old_logp is not None
+    assert torch.allclose(first.old_logp, first.ref_logp)  # nothing trained yet
+    assert make_batch(2, 0) is not first
+    assert not np.array_equal(make_batch(2, 0).tokens.numpy(), first.tokens.numpy())

@@ -1,0 +1,167 @@
+"""The supervised losses of stages 1 and 2, on model/'s prompts and teacher-forced passes.
+
+- L2I: cross-entropy of the ground-truth image tokens after the L2I prompt (one parallel pass,
+  `model.generation.image_logits` at cfg 1). A share of rows (caption dropout) gets Janus'
+  unconditional prompt instead, so classifier-free guidance works at inference.
+- Grounding: cross-entropy on the answer tokens only (`[x1, y1, x2, y2]</box>` + EOS) after the
+  forced prefix `... <ref>phrase</ref><box>`; the image enters as SigLIP features.
+
+Both tasks read and write the same `<ref>phrase</ref><box>[x1, y1, x2, y2]</box>` span: a
+layout's serialization is the L2I condition and, one object at a time, the grounding target.
+
+All functions take the Janus model itself (`model.loading.unwrap_peft` of a PeftModel: the
+LoRA layers sit in place inside it).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from model import generation, inputs
+from model.layout import Layout
+from model.layout_text import normalize_box
+from model.prompts import grounding_prompt, grounding_target, image_block, l2i_prompt
+from model.tokens import SpecialTokens
+from train.data import Record, load_pixels, pick_queries
+
+IGNORE = -100
+
+
+@dataclass
+class GroundingInputs:
+    input_ids: torch.Tensor  # [Q, L] left-padded prompt + answer
+    attention_mask: torch.Tensor  # [Q, L]
+    labels: torch.Tensor  # [Q, L] answer tokens, IGNORE elsewhere
+    image_index: torch.Tensor  # [Q] which image of the batch each query looks at
+    image_token_id: int  # the placeholder that SigLIP features replace
+
+
+@dataclass
+class SupervisedBatch:
+    """One micro-batch of stages 1-2: B records, their tokens and Q grounding queries."""
+
+    l2i: inputs.PromptBatch  # [B, L] L2I prompts, caption-dropped rows unconditional
+    conditional: torch.Tensor  # [B] bool: rows that kept their layout prompt
+    image_tokens: torch.Tensor  # [B, T] ground-truth VQ tokens
+    pixels: torch.Tensor  # [B, 3, S, S] ground-truth images (SigLIP input)
+    grounding: GroundingInputs
+
+
+def l2i_inputs(tokenizer, special: SpecialTokens, layouts: list[Layout], drop: list[bool], device) -> inputs.PromptBatch:
+    """L2I prompts [B, L]; rows with drop[b] become Janus' unconditional prompt (BOS, pads, BOI)."""
+    batch = inputs.encode_prompts(tokenizer, [l2i_prompt(lay, tokenizer.boi_token) for lay in layouts], device)
+    dropped = torch.tensor(drop, device=device).unsqueeze(1)  # [B, 1]
+    ids = torch.where(dropped, inputs.unconditional_ids(batch, special), batch.input_ids)
+    return inputs.PromptBatch(ids, batch.attention_mask)
+
+
+def grounding_inputs(tokenizer, special: SpecialTokens, queries: list[tuple[int, str, tuple]],
+                     num_image_tokens: int, device) -> GroundingInputs:
+    """queries: (image index, phrase, 0-1000 box) -> teacher-forcing inputs with answer labels."""
+    block = image_block(tokenizer.boi_token, tokenizer.image_token, tokenizer.eoi_token, num_image_tokens)
+    rows, labels = [], []
+    for _, phrase, box in queries:
+        prompt = tokenizer(grounding_prompt(phrase, block)).input_ids  # BOS added like at inference
+        answer = tokenizer(grounding_target(box, tokenizer.eos_token), add_special_tokens=False).input_ids
+        rows.append(prompt + answer)
+        labels.append([IGNORE] * len(prompt) + answer)
+    width = max(map(len, rows))
+    pad = [width - len(r) for r in rows]
+    ids = torch.tensor([[special.pad] * p + r for p, r in zip(pad, rows)], device=device)
+    mask = torch.tensor([[0] * p + [1] * len(r) for p, r in zip(pad, rows)], device=device)
+    target = torch.tensor([[IGNORE] * p + lab for p, lab in zip(pad, labels)], device=device)
+    index = torch.tensor([i for i, _, _ in queries], device=device)
+    return GroundingInputs(ids, mask, target, index, special.image)
+
+
+def supervised_batch(records: list[Record], tokens: torch.Tensor, processor, special: SpecialTokens,
+                     rng: np.random.Generator, caption_dropout: float, max_phrases: int,
+                     num_features: int, device, dtype) -> SupervisedBatch:
+    tokenizer = processor.tokenizer
+    drop = [bool(d) for d in rng.random(len(records)) < caption_dropout]
+    queries = []
+    for b, record in enumerate(records):
+        side = record.layout.width
+        queries += [(b, q.phrase, normalize_box(q.box, side, side)) for q in pick_queries(record, max_phrases, rng)]
+    return SupervisedBatch(
+        l2i=l2i_inputs(tokenizer, special, [r.layout for r in records], drop, device),
+        conditional=~torch.tensor(drop, device=device),
+        image_tokens=tokens.to(device),
+        pixels=load_pixels(processor.image_processor, [r.image for r in records], device, dtype),
+        grounding=grounding_inputs(tokenizer, special, queries, num_features, device),
+    )
+
+
+def l2i_logits(model, prompt: inputs.PromptBatch, image_tokens: torch.Tensor) -> torch.Tensor:
+    """Teacher-forced image-token logits [B, T, V] after the prompts (no guidance)."""
+    embeds = inputs.embed_prompts(model, prompt.input_ids)  # [B, L, D]
+    return generation.image_logits(model, embeds, prompt.attention_mask, image_tokens, cfg=1.0)
+
+
+def token_cross_entropy(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+    """Mean CE of tokens [B, T] under logits [B, T, V]."""
+    return F.cross_entropy(logits.float().flatten(0, 1), tokens.flatten())
+
+
+def grounding_loss(model, batch: GroundingInputs, features: torch.Tensor) -> torch.Tensor:
+    """Mean CE over all answer tokens; features [N, P, D] are the images the queries index."""
+    embeds = inputs.embed_prompts(model, batch.input_ids, features, batch.image_index,
+                                  batch.image_token_id)  # [Q, L, D]
+    hidden = model.model.language_model(
+        inputs_embeds=embeds, attention_mask=batch.attention_mask,
+        position_ids=inputs.position_ids(batch.attention_mask), use_cache=False,
+    ).last_hidden_state  # [Q, L, D]
+    targets = batch.labels[:, 1:]  # token t+1 is predicted at position t
+    keep = targets != IGNORE
+    logits = model.lm_head(hidden[:, :-1][keep])  # [K, V]: only answer positions reach the LM head
+    return F.cross_entropy(logits.float(), targets[keep])
+
+
+def to_siglip(pixels: torch.Tensor, image_processor, size: int) -> torch.Tensor:
+    """VQ decoder output [B, 3, H, W] in [-1, 1] -> SigLIP input (processor normalization, size)."""
+    mean = torch.tensor(image_processor.image_mean, device=pixels.device, dtype=pixels.dtype).view(1, 3, 1, 1)
+    std = torch.tensor(image_processor.image_std, device=pixels.device, dtype=pixels.dtype).view(1, 3, 1, 1)
+    out = ((pixels + 1) / 2 - mean) / std  # the identity for Janus' mean = std = 0.5
+    if out.shape[-1] != size:
+        out = F.interpolate(out, size=(size, size), mode="bilinear", align_corners=False)
+    return out
+
+
+def gumbel_softmax(logits: torch.Tensor, tau: float, hard: bool, generator: torch.Generator | None) -> torch.Tensor:
+    """Gumbel-Softmax over the last dim with an explicit generator ([B, T, V] -> [B, T, V]).
+
+    hard=True returns one-hot samples whose gradient is the soft sample's (straight-through);
+    the hard sample is a draw from softmax(logits) whatever tau is."""
+    uniform = torch.rand(logits.shape, generator=generator, device=logits.device, dtype=torch.float32)
+    gumbels = -torch.log(-torch.log(uniform.clamp_min(torch.finfo(torch.float32).tiny)))  # u in (0, 1)
+    soft = ((logits.float() + gumbels) / tau).softmax(-1)
+    if not hard:
+        return soft
+    one_hot = F.one_hot(soft.argmax(-1), soft.shape[-1]).to(soft.dtype)
+    return one_hot - soft.detach() + soft
+
+
+def straight_through(logits: torch.Tensor, tokens: torch.Tensor, tau: float) -> torch.Tensor:
+    """One-hot of already sampled tokens [B, T] carrying the gradient of softmax(logits / tau)."""
+    soft = (logits.float() / tau).softmax(-1)
+    return F.one_hot(tokens, soft.shape[-1]).to(soft.dtype) - soft.detach() + soft
+
+
+def annealed_tau(step: int, tau0: float, tau_min: float, rate: float) -> float:
+    """tau = max(tau_min, tau0 * exp(-rate * step))."""
+    return max(tau_min, tau0 * math.exp(-rate * step))
+
+
+def supervised_losses(model, batch: SupervisedBatch, l2i_weight: float, grounding_weight: float):
+    """Stage 1's loss on one batch: (weighted sum, {l2i_loss, grounding_loss}, L2I logits [B, T, V])."""
+    logits = l2i_logits(model, batch.l2i, batch.image_tokens)
+    l2i = token_cross_entropy(logits, batch.image_tokens)
+    features = inputs.image_features(model, batch.pixels)  # [B, P, D]
+    ground = grounding_loss(model, batch.grounding, features)
+    loss = l2i_weight * l2i + grounding_weight * ground
+    return loss, {"l2i_loss": l2i.detach(), "grounding_loss": ground.detach()}, logits

@@ -1,0 +1,77 @@
+"""Stage 1, PMTP (parallel multi-task pre-training): L2I and grounding on the same samples each step.
+
+    python -m train.pmtp --config train/configs/smoke/pmtp.yaml
+    accelerate launch --config_file train/configs/accelerate/single_gpu.yaml -m train.pmtp \\
+        --config train/configs/janus_pro_1b/pmtp.yaml
+
+Every micro-batch holds B records (image + layout). For each record:
+- L2I: the layout serialization `<grounding><ref>p</ref><box>[x1, y1, x2, y2]</box>...</grounding>`
+  after the caption is the condition; loss = CE of the image's cached VQ tokens (caption dropout
+  swaps in the unconditional prompt for a share of rows);
+- grounding: each of up to `data.max_phrases` objects/expressions is asked for with the image;
+  loss = CE of `[x1, y1, x2, y2]</box>` after the forced `<ref>phrase</ref><box>`.
+
+"Shared tokens": the `<ref>phrase</ref><box>[x1, y1, x2, y2]</box>` span of one object is the
+same token sequence in both tasks: read inside the L2I condition, written as the grounding
+answer. Training both on the same samples ties the box tokens to the same image regions in
+both directions. Loss = `l2i_weight * L2I + grounding_weight * grounding`.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from dataclasses import dataclass, field
+
+from model.loading import unwrap_peft
+from train import loop
+from train.config import ConfigError, DataConfig, LoraSettings, ModelConfig, TrainConfig, load_config, option
+from train.losses import supervised_losses
+from train.supervised import SupervisedData
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class PMTPConfig:
+    l2i_weight: float = option("weight of the L2I image-token loss", default=1.0)
+    grounding_weight: float = option("weight of the grounding answer loss", default=1.0)
+    caption_dropout: float = option("share of L2I rows trained on the unconditional prompt (for CFG)",
+                                   default=0.1)
+
+    def __post_init__(self):
+        if self.l2i_weight < 0 or self.grounding_weight < 0 or self.l2i_weight + self.grounding_weight == 0:
+            raise ConfigError("pmtp loss weights must be >= 0 and not both 0")
+        if not 0.0 <= self.caption_dropout < 1.0:
+            raise ConfigError(f"pmtp.caption_dropout must be in [0, 1), got {self.caption_dropout}")
+
+
+@dataclass
+class PMTPRun:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    lora: LoraSettings = field(default_factory=LoraSettings)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(output_dir="runs/pmtp"))
+    pmtp: PMTPConfig = field(default_factory=PMTPConfig)
+
+
+def build(run: loop.Run):
+    """(make_batch, loss_fn, validate) of stage 1 for `run`."""
+    weights = run.cfg.pmtp
+    data = SupervisedData(run, weights.caption_dropout)
+
+    def loss_fn(model, batch):
+        loss, stats, _ = supervised_losses(unwrap_peft(model), batch, weights.l2i_weight, weights.grounding_weight)
+        return loss, stats
+
+    return data.batch, loss_fn, data.validate
+
+
+def main(cfg: PMTPRun) -> dict[str, float]:
+    run = loop.setup(cfg)
+    make_batch, loss_fn, validate_fn = build(run)
+    return loop.train(run, make_batch, loss_fn, validate_fn)
+
+
+if __name__ == "__main__":
+    main(load_config(PMTPRun, sys.argv[1:]))

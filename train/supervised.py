@@ -1,0 +1,45 @@
+"""Stages 1 and 2's data: image records, their cached VQ tokens, micro-batches and validation."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from train.data import ensure_data, micro_batch_indices, micro_seed, read_records
+from train.losses import SupervisedBatch, supervised_batch
+from train.validation import validate
+from train.vq_cache import load_or_encode
+
+logger = logging.getLogger(__name__)
+
+
+class SupervisedData:
+    """Built once per run (`run` is a `train.loop.Run`); `batch(step, micro)` is deterministic."""
+
+    def __init__(self, run, caption_dropout: float):
+        cfg, acc = run.cfg, run.accelerator
+        with acc.main_process_first():  # one process writes data and cache, the others read them
+            data_dir = ensure_data(cfg.data.data_dir, cfg.data.synth_if_missing, cfg.data.synth_size)
+        self.records = read_records(data_dir, cfg.data.train_split, cfg.data.max_records, cfg.data.use_expressions)
+        val = read_records(data_dir, cfg.data.val_split, cfg.data.num_val_layouts) if cfg.data.num_val_layouts else []
+        self.val_layouts = [r.layout for r in val]
+        with acc.main_process_first():
+            self.tokens = load_or_encode(run.janus, run.processor.image_processor, self.records,
+                                         cfg.data.vq_cache_dir or data_dir / "vq_cache")  # [N, T]
+        self.run, self.caption_dropout = run, caption_dropout
+        self.num_features = run.janus.config.vision_config.num_image_tokens  # SigLIP tokens per image
+        self.dtype = next(run.janus.parameters()).dtype
+        logger.info("%d training records, %d validation layouts", len(self.records), len(self.val_layouts))
+
+    def batch(self, step: int, micro: int) -> SupervisedBatch:
+        run, tc = self.run, self.run.cfg.train
+        idx = micro_batch_indices(len(self.records), tc.seed, step, micro, tc.grad_accum, tc.batch_size,
+                                  run.rank, run.world)
+        rng = np.random.default_rng(micro_seed(tc.seed, step, micro, run.rank))
+        return supervised_batch([self.records[i] for i in idx], self.tokens[idx], run.processor, run.special, rng,
+                                self.caption_dropout, run.cfg.data.max_phrases, self.num_features, run.device,
+                                self.dtype)
+
+    def validate(self, step: int) -> None:
+        validate(self.run.janus, self.run.processor, self.val_layouts, step, self.run.metrics)
