@@ -32,7 +32,8 @@ class _Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--model", default=None, help="checkpoint dir or cached hub id (default: built-in echogen-shapes)")
-    common.add_argument("--adapter", default=None, help="LoRA adapter dir (peft) to apply on top of --model")
+    common.add_argument("--adapter", action="append", default=None,
+                        help="LoRA adapter dir (peft) on top of --model; repeat to merge several in order")
     common.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 or auto (default: cpu)")
     common.add_argument("--dtype", default=None, help="float32, bfloat16 or float16 (default: bf16 on GPU, fp32 on CPU)")
     common.add_argument("--seed", type=int, default=0, help="candidate k uses seed + k (default: 0)")

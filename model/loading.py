@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import warnings
 from pathlib import Path
 
 import torch
@@ -63,10 +64,14 @@ def resolve_model_path(path: str | Path | None) -> str:
 
 
 def load_janus(
-    path: str | Path | None = None, adapter: str | Path | None = None,
+    path: str | Path | None = None, adapter: str | Path | list[str | Path] | None = None,
     device: str | None = "cpu", dtype: str | torch.dtype | None = None, merge_adapter: bool = True,
 ):
-    """Return (model, processor) ready for inference; the adapter is merged unless told not to."""
+    """Return (model, processor) ready for inference.
+
+    `adapter` may be a list: adapters are merged in order (e.g. stage 2's, then stage 3's,
+    which was trained on top of the merged stage-2 model). The last one stays unmerged when
+    `merge_adapter` is False."""
     from safetensors import SafetensorError
     from transformers import AutoProcessor, JanusForConditionalGeneration
 
@@ -83,8 +88,9 @@ def load_janus(
     except (OSError, ValueError, KeyError, RuntimeError, SafetensorError) as err:
         raise ModelLoadError(f"could not load the model from {source}: {_first_line(err)}") from None
     ensure_layout_tokens(processor.tokenizer, model)
-    if adapter is not None:
-        model = _attach_adapter(model, Path(adapter), merge_adapter)
+    adapters = [] if adapter is None else [adapter] if isinstance(adapter, (str, Path)) else list(adapter)
+    for i, one in enumerate(adapters):
+        model = _attach_adapter(model, Path(one), merge=merge_adapter or i + 1 < len(adapters))
     model.to(dev).eval()
     return model, processor
 
@@ -97,7 +103,9 @@ def _attach_adapter(model, adapter: Path, merge: bool):
     if not (adapter / "adapter_model.safetensors").is_file():
         raise ModelLoadError(f"adapter {adapter} has no adapter_model.safetensors")
     try:
-        peft_model = PeftModel.from_pretrained(model, str(adapter))
+        with warnings.catch_warnings():  # peft asks a deprecated transformers attribute
+            warnings.simplefilter("ignore", FutureWarning)
+            peft_model = PeftModel.from_pretrained(model, str(adapter))
     except (OSError, ValueError, KeyError, RuntimeError, SafetensorError) as err:
         raise ModelLoadError(f"could not load the adapter from {adapter}: {_first_line(err)}") from None
     return peft_model.merge_and_unload() if merge else peft_model

@@ -104,3 +104,14 @@ def test_stock_tokenizer_gets_layout_tokens_and_embeddings_grow():
     assert tokenizer.convert_ids_to_tokens(tokenizer("<ref>hello</ref>", add_special_tokens=False).input_ids) == [
         "<ref>", "hello", "</ref>"]
     assert ensure_layout_tokens(tokenizer, model) == 0
+
+
+def test_several_adapters_merge_in_order(adapter_dir):
+    base_dir, adapter = adapter_dir
+    once = greedy_tokens(EchoGen.load(base_dir, adapter=[adapter]))
+    assert torch.equal(once, greedy_tokens(EchoGen.load(base_dir, adapter=adapter)))
+    model, processor = load_janus(base_dir, adapter=[adapter, adapter], merge_adapter=False)
+    twice = EchoGen(model, processor)  # first merged, second live on top
+    merged_twice = EchoGen.load(base_dir, adapter=[adapter, adapter])
+    assert torch.equal(greedy_tokens(twice), greedy_tokens(merged_twice))
+    assert not torch.equal(once, greedy_tokens(twice)), "the second adapter changed nothing"

@@ -44,7 +44,8 @@ def _output_args(parser: argparse.ArgumentParser, default_format: str) -> None:
 
 def _model_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default=None, help="model directory (default: the built-in model)")
-    parser.add_argument("--adapter", default=None, help="LoRA adapter directory")
+    parser.add_argument("--adapter", action="append", default=None,
+                        help="LoRA adapter directory; repeat to merge several in order")
     parser.add_argument("--device", default="cpu", help="torch device")
     parser.add_argument("--seed", type=int, default=0, help="sampling seed")
     parser.add_argument("--cfg", type=float, default=5.0, help="classifier-free guidance weight")
