@@ -1,6 +1,7 @@
 """Checkpoints on disk: save -> load round trips, LoRA adapters, and clear errors for bad ones."""
 
 import shutil
+import warnings
 
 import pytest
 import torch
@@ -46,7 +47,9 @@ def adapter_dir(tmp_path_factory, tiny_janus_dir):
     shutil.copy(tiny_janus_dir / "tokenizer.json", base_dir)
     shutil.copy(tiny_janus_dir / "tokenizer_config.json", base_dir)
     shutil.copy(tiny_janus_dir / "processor_config.json", base_dir)
-    peft_model = get_peft_model(base, LoraConfig(r=4, lora_alpha=8, target_modules=LM_TARGETS))
+    with warnings.catch_warnings():  # peft reads a deprecated transformers attribute
+        warnings.simplefilter("ignore", FutureWarning)
+        peft_model = get_peft_model(base, LoraConfig(r=4, lora_alpha=8, target_modules=LM_TARGETS))
     with torch.no_grad():
         for name, param in peft_model.named_parameters():
             if "lora_B" in name:
