@@ -1,0 +1,127 @@
+"""`python -m train.recipes.shapes`: reproduce the built-in EchoGen-Shapes model end to end.
+
+    python -m train.recipes.shapes --out runs/shapes                 # everything, resumable
+    python -m train.recipes.shapes --out runs/shapes --until pmtp    # stop after stage 1
+    python -m train.recipes.shapes --out runs/shapes --export assets/echogen-shapes
+
+Steps, each skipped when its result exists (so rerunning the command resumes; the training
+stages themselves resume from their last `checkpoint-{step}`):
+  data   Shapes World train/val/test renders (python -m train.synth)
+  vq     the VQ tokenizer (python -m train.vq)
+  init   random Janus + trained VQ + Shapes tokenizer (train.recipes.shapes_init)
+  pmtp   stage 1, full training from scratch   (train/configs/shapes/pmtp.yaml)
+  djo    stage 2                               (train/configs/shapes/djo.yaml)
+  rl     stage 3, Cycle RL                     (train/configs/shapes/cycle_rl.yaml)
+Extra `--set section.field=value` overrides go to every training stage (e.g. a shorter
+`train.max_steps` for a quick preview). `--export DIR` copies the last finished stage's model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import shutil
+import sys
+from pathlib import Path
+
+from train.config import load_config
+
+logger = logging.getLogger(__name__)
+STEPS = ("data", "vq", "init", "pmtp", "djo", "rl")
+STAGES = {  # step -> (module, config, previous model dir relative to out)
+    "pmtp": ("train.pmtp", "train/configs/shapes/pmtp.yaml", "init"),
+    "djo": ("train.djo", "train/configs/shapes/djo.yaml", "pmtp/final/model"),
+    "rl": ("train.cycle_rl", "train/configs/shapes/cycle_rl.yaml", "djo/final/model"),
+}
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def run_data(out: Path, data: Path, n_train: int) -> None:
+    from train.shapes.world import SceneConfig
+    from train.synth import write_split
+
+    for split, n in (("train", n_train), ("val", 300), ("test", 500)):
+        if not (data / f"{split}.jsonl").is_file():
+            write_split(data, split, n, seed=0, cfg=SceneConfig(size=128))
+
+
+def run_vq(out: Path, vq_steps: int) -> None:
+    from train import vq
+
+    if (out / "vq" / "config.json").is_file():
+        return
+    vq.main(load_config(vq.VQRun, ["--out", str(out), "--steps", str(vq_steps), "--resume"]))
+
+
+def run_init(out: Path) -> None:
+    from train.recipes.shapes_init import init_model
+
+    if not (out / "init" / "config.json").is_file():
+        init_model(out / "init", out / "vq")
+
+
+def stage_dir(out: Path, step: str) -> Path:
+    return out / {"pmtp": "pmtp", "djo": "djo", "rl": "cycle_rl"}[step]
+
+
+def run_stage(out: Path, data: Path, step: str, overrides: list[str]) -> None:
+    import importlib
+
+    module_name, config, previous = STAGES[step]
+    if (stage_dir(out, step) / "final" / "model" / "config.json").is_file():
+        return
+    module = importlib.import_module(module_name)
+    run_cls = next(v for k, v in vars(module).items() if k.endswith("Run") and isinstance(v, type))
+    argv = ["--config", str(ROOT / config), "--model.path", str(out / previous),
+            "--data.data_dir", str(data), "--train.output_dir", str(stage_dir(out, step)),
+            "--train.resume", "latest", *[f"--{o}" for o in overrides]]
+    module.main(load_config(run_cls, argv))
+
+
+def last_model(out: Path) -> Path:
+    for step in reversed(("pmtp", "djo", "rl")):
+        model = stage_dir(out, step) / "final" / "model"
+        if (model / "config.json").is_file():
+            return model
+    raise SystemExit(f"error: no finished stage under {out}")
+
+
+def export(model_dir: Path, dest: Path) -> None:
+    """Copy a finished model (config, safetensors, tokenizer, processor) to `dest`."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for f in model_dir.iterdir():
+        if f.is_file() and f.suffix in (".json", ".safetensors", ".txt", ".jinja"):
+            shutil.copy2(f, dest / f.name)
+    logger.info("exported %s -> %s", model_dir, dest)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m train.recipes.shapes", description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default="runs/shapes", help="run dir (default: runs/shapes)")
+    parser.add_argument("--data", default="data/shapes", help="Shapes World data dir (default: data/shapes)")
+    parser.add_argument("--n-train", type=int, default=20000, help="training images to render")
+    parser.add_argument("--vq-steps", type=int, default=3000, help="VQ training steps")
+    parser.add_argument("--until", choices=STEPS, default="rl", help="last step to run")
+    parser.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE",
+                        help="override for every training stage (repeatable)")
+    parser.add_argument("--export", default=None, help="copy the last finished model to this dir")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    out, data = Path(args.out), Path(args.data)
+    for step in STEPS[: STEPS.index(args.until) + 1]:
+        logger.info("recipe step: %s", step)
+        if step == "data":
+            run_data(out, data, args.n_train)
+        elif step == "vq":
+            run_vq(out, args.vq_steps)
+        elif step == "init":
+            run_init(out)
+        else:
+            run_stage(out, data, step, args.set)
+    if args.export:
+        export(last_model(out), Path(args.export))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
