@@ -20,6 +20,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
+from model.fused_step import FusedLayers
 from model.inputs import position_ids
 from model.kv_cache import preallocated_cache
 from model.results import SamplingConfig
@@ -121,7 +122,8 @@ def decode(
 class _DecodeStep:
     """One token through the decoder layers, with rotary embeddings computed once for all steps.
 
-    Calls the language model's own decoder layers and norm directly: the per-step work of
+    Runs the layers with fused projections (`FusedLayers`) when they are plain Llama, else calls
+    the language model's own decoder layers and norm directly; either way the per-step work of
     `LlamaModel.forward` (mask building, rotary, output capture) is hoisted out of the loop.
     Falls back to the plain forward for language models of another shape."""
 
@@ -132,6 +134,7 @@ class _DecodeStep:
         if self.fast:
             dummy = torch.empty(0, dtype=next(lm.parameters()).dtype, device=first_position.device)
             self.cos, self.sin = lm.rotary_emb(dummy, position_ids=self.positions)  # [R, T, d] each
+        self.fused = FusedLayers.for_lm(lm) if self.fast else None
 
     def __call__(self, t: int, embeds: torch.Tensor) -> torch.Tensor:
         if self.mask is not None:
@@ -144,6 +147,8 @@ class _DecodeStep:
         attention_mask = None if self.mask is None else self.mask.bool()[:, None, None, :]  # [R, 1, 1, kv]
         hidden = embeds.unsqueeze(1)  # [R, 1, D]
         rotary = (self.cos[:, t:t + 1], self.sin[:, t:t + 1])
+        if self.fused is not None:
+            return self.lm.norm(self.fused(hidden, *rotary, self.cache, attention_mask))[:, -1]
         for layer in self.lm.layers:
             hidden = layer(hidden, attention_mask=attention_mask, position_embeddings=rotary,
                            position_ids=position, past_key_values=self.cache, use_cache=True)

@@ -51,6 +51,9 @@ class VQTrainConfig:
     num_res_blocks: int = option("residual blocks per level", default=1)
     lr: float = option("peak learning rate (warm-up, then cosine to 10%)", default=3e-4)
     beta: float = option("commitment loss weight", default=0.25)
+    fg_weight: float = option("extra reconstruction weight on shape pixels (see foreground_weights)", default=4.0)
+    eval_every: int = option("steps between val reports (round-trip PSNR and detector fidelity); 0: at the end only",
+                             default=0)
     restart_every: int = option("steps between dead-code restarts", default=100)
     save_every: int = option("steps between resumable checkpoints", default=250)
     seed: int = option("seed of the weights, the data and the crops", default=0)
@@ -82,14 +85,31 @@ def vq_config(cfg: VQTrainConfig):
     )
 
 
-def render_batch(seed: int, split: str, start: int, n: int, size: int) -> torch.Tensor:
-    """[n, 3, size, size] Shapes World renders in [-1, 1] (images start..start+n of the split)."""
+def render_examples(seed: int, split: str, start: int, n: int, size: int) -> tuple[torch.Tensor, list[dict]]:
+    """Shapes World images start..start+n of a split: ([n, 3, size, size] in [-1, 1], their records)."""
     from train.shapes.world import SceneConfig
     from train.synth import make_example
 
     scene_cfg = SceneConfig(size=size)
-    arrays = [np.asarray(make_example(seed, split, start + i, scene_cfg)[2], dtype=np.float32) for i in range(n)]
-    return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2) / 127.5 - 1.0
+    examples = [make_example(seed, split, start + i, scene_cfg) for i in range(n)]
+    arrays = np.stack([np.asarray(image, dtype=np.float32) for _, _, image in examples])
+    return torch.from_numpy(arrays).permute(0, 3, 1, 2) / 127.5 - 1.0, [record for _, record, _ in examples]
+
+
+def render_batch(seed: int, split: str, start: int, n: int, size: int) -> torch.Tensor:
+    """[n, 3, size, size] Shapes World renders in [-1, 1] (images start..start+n of the split)."""
+    return render_examples(seed, split, start, n, size)[0]
+
+
+def foreground_weights(pixels: torch.Tensor, weight: float) -> torch.Tensor:
+    """[B, 1, H, W] loss weights, 1 + weight on shape pixels (saturated or dark; backgrounds are light and greyish).
+
+    Shapes cover a small share of each image, so an unweighted loss learns the background and
+    luminance first and the shapes' hues last; this moves attention to where the colors are."""
+    rgb = (pixels + 1) / 2
+    value, low = rgb.amax(dim=1, keepdim=True), rgb.amin(dim=1, keepdim=True)
+    salience = torch.maximum(value - low, 1 - value).clamp(0, 1)  # chroma, or darkness for black shapes
+    return 1 + weight * salience
 
 
 def random_crops(images: torch.Tensor, crop: int, generator: torch.Generator) -> torch.Tensor:
@@ -111,10 +131,12 @@ def quantize(vq, pixels: torch.Tensor):
     return z + (chosen - z).detach(), codes, z, chosen
 
 
-def vq_losses(vq, pixels: torch.Tensor, beta: float):
+def vq_losses(vq, pixels: torch.Tensor, beta: float, fg_weight: float = 0.0):
     quant, codes, z, chosen = quantize(vq, pixels)
     recon = vq.decoder(vq.post_quant_conv(quant))
-    rec = F.l1_loss(recon, pixels) + F.mse_loss(recon, pixels)
+    weights = foreground_weights(pixels, fg_weight)
+    error = recon - pixels
+    rec = ((error.abs() + error.square()) * weights).mean() / weights.mean()
     codebook = F.mse_loss(chosen, z.detach()) + beta * F.mse_loss(z, chosen.detach())
     return rec + codebook, rec, codes, z, recon
 
@@ -133,14 +155,22 @@ def restart_dead_codes(vq, usage: torch.Tensor, z: torch.Tensor, generator: torc
 
 @torch.no_grad()
 def evaluate(vq, cfg: VQTrainConfig, n: int = 64) -> dict:
-    """Reconstruction through the real `encode`/`decode` path on val renders."""
+    """Reconstruction through the real `encode`/`decode` path on val renders, and the detector's
+    fidelity scores of those round trips: the ceiling of any image the LM can write with these codes."""
+    from PIL import Image
+
+    from train.eval.fidelity import score_images
+
     vq.eval()
-    pixels = render_batch(cfg.seed, "val", 0, n, cfg.image_size)
+    pixels, records = render_examples(cfg.seed, "val", 0, n, cfg.image_size)
     tokens = vq.encode(pixels).image_tokens.view(n, -1)
     recon = vq.decode(tokens).clamp(-1, 1)
     mse = F.mse_loss((recon + 1) / 2, (pixels + 1) / 2).item()
     vq.train()
+    arrays = ((recon + 1) * 127.5).round().byte().permute(0, 2, 3, 1).numpy()
+    fidelity = score_images([Image.fromarray(a) for a in arrays], records)
     return {
+        "round_trip_fidelity": {k: fidelity[k] for k in ("AP", "AP50", "presence", "color", "shape") if k in fidelity},
         "val_images": n, "psnr_db": 10 * math.log10(1.0 / max(mse, 1e-12)),
         "mae_0_255": F.l1_loss(recon, pixels).item() * 127.5,
         "codes_used_val": int(tokens.unique().numel()), "codebook_size": cfg.codebook_size,
@@ -170,13 +200,13 @@ def main(run: VQRun) -> dict:
     vq = JanusVQVAE(vq_config(cfg)).train()
     optimizer = torch.optim.AdamW(vq.parameters(), lr=cfg.lr, betas=(0.9, 0.95), weight_decay=0.0)
     generator = torch.Generator().manual_seed(cfg.seed)
-    step = 0
+    step = first_step = 0
     if cfg.resume and (state_dir / "state.pt").is_file():
         vq.load_state_dict(load_file(state_dir / "vq.safetensors"))
         state = torch.load(state_dir / "state.pt", weights_only=False)
         optimizer.load_state_dict(state["optimizer"])
         generator.set_state(state["generator"])
-        step = state["step"]
+        step = first_step = state["step"]
         logger.info("resumed at step %d", step)
     usage = torch.zeros(cfg.codebook_size, dtype=torch.long)
     bar = tqdm(total=cfg.steps, initial=step, desc="vq")
@@ -188,7 +218,7 @@ def main(run: VQRun) -> dict:
         lr = cfg.lr * min(1.0, (step + 1) / 100) * (0.5 * (1 + math.cos(math.pi * step / cfg.steps)) * 0.9 + 0.1)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        loss, rec, codes, z, _ = vq_losses(vq, pixels, cfg.beta)
+        loss, rec, codes, z, _ = vq_losses(vq, pixels, cfg.beta, cfg.fg_weight)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -200,13 +230,16 @@ def main(run: VQRun) -> dict:
             usage.zero_()
         bar.update(1)
         bar.set_postfix(loss=f"{loss.item():.4f}", rec=f"{rec.item():.4f}", full=full)
+        if cfg.eval_every and step % cfg.eval_every == 0 and step < cfg.steps:
+            normalize_codebook(vq)
+            logger.info("step %d val: %s", step, json.dumps(evaluate(vq, cfg)))
         if step % cfg.save_every == 0 or step == cfg.steps:
             save_file(vq.state_dict(), state_dir / "vq.safetensors")
             torch.save({"optimizer": optimizer.state_dict(), "generator": generator.get_state(), "step": step},
                        state_dir / "state.pt")
     bar.close()
     save_vq(vq, out / "vq")
-    report = {"steps": cfg.steps, "train_seconds_this_run": time.perf_counter() - start, **evaluate(vq, cfg)}
+    report = {"steps": cfg.steps, "steps_this_run": cfg.steps - first_step, "train_seconds_this_run": time.perf_counter() - start, **evaluate(vq, cfg)}
     (out / "vq_report.json").write_text(json.dumps(report, indent=2))
     logger.info("VQ report: %s", report)
     return report
