@@ -163,3 +163,59 @@ def test_rollouts_are_reused_for_num_iterations(tiny_janus_dir, shapes_dir, tmp_
     assert torch.allclose(first.old_logp, first.ref_logp)  # nothing trained yet
     assert make_batch(2, 0) is not first
     assert not np.array_equal(make_batch(2, 0).tokens.numpy(), first.tokens.numpy())
+
+
+def _shipped_tokenizer():
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained("assets/echogen-shapes")
+
+
+def test_box_number_targets_read_whole_number_tokens():
+    from train.losses import BoxNumberTargets
+
+    tokenizer = _shipped_tokenizer()
+    numbers = BoxNumberTargets.from_tokenizer(tokenizer, sigma=10.0)
+    first, spaced = tokenizer.convert_tokens_to_ids(["123", "Ġ456"])
+    assert numbers.values[first] == 123 and not numbers.spaced[first]
+    assert numbers.values[spaced] == 456 and numbers.spaced[spaced]
+    assert numbers.values[tokenizer.convert_tokens_to_ids("<box>")] == -1
+
+
+def test_box_number_loss_rewards_near_misses():
+    from train.losses import BoxNumberTargets
+
+    tokenizer = _shipped_tokenizer()
+    numbers = BoxNumberTargets.from_tokenizer(tokenizer, sigma=10.0)
+    target, near, far = tokenizer.convert_tokens_to_ids(["Ġ500", "Ġ508", "Ġ891"])
+    assert min(numbers.values[[target, near, far]]) >= 0
+
+    def loss_when_peaked_at(token):
+        logits = torch.zeros(1, len(tokenizer))
+        logits[0, token] = 10.0
+        return numbers.loss(logits, torch.tensor([target])).item()
+
+    assert loss_when_peaked_at(target) < loss_when_peaked_at(near) < loss_when_peaked_at(far)
+    other = tokenizer.convert_tokens_to_ids("</box>")  # not a number: plain cross-entropy
+    logits = torch.randn(2, len(tokenizer))
+    torch.testing.assert_close(numbers.loss(logits, torch.tensor([other, other])),
+                               torch.nn.functional.cross_entropy(logits, torch.tensor([other, other])))
+
+
+def test_box_number_targets_refuse_digit_splitting_tokenizers():
+    from train.losses import BoxNumberTargets
+
+    class DigitTokenizer:
+        vocab = {str(d): d for d in range(10)} | {"<box>": 10}
+
+        def __len__(self):
+            return len(self.vocab)
+
+        def get_vocab(self):
+            return self.vocab
+
+        def convert_tokens_to_string(self, tokens):
+            return "".join(tokens)
+
+    with pytest.raises(ValueError, match="whole-number"):
+        BoxNumberTargets.from_tokenizer(DigitTokenizer(), sigma=10.0)

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from model.loading import unwrap_peft
 from train import loop
 from train.config import ConfigError, DataConfig, LoraSettings, ModelConfig, TrainConfig, load_config, option
-from train.losses import supervised_losses
+from train.losses import BoxNumberTargets, supervised_losses
 from train.supervised import SupervisedData
 
 logger = logging.getLogger(__name__)
@@ -38,12 +38,17 @@ class PMTPConfig:
     grounding_weight: float = option("weight of the grounding answer loss", default=1.0)
     caption_dropout: float = option("share of L2I rows trained on the unconditional prompt (for CFG)",
                                    default=0.1)
+    box_sigma: float = option("soft targets for whole-number box tokens: Gaussian std in 0-1000 units; 0 = plain "
+                              "CE (the paper). Needs a tokenizer with number tokens, like the built-in model's",
+                              default=0.0)
 
     def __post_init__(self):
         if self.l2i_weight < 0 or self.grounding_weight < 0 or self.l2i_weight + self.grounding_weight == 0:
             raise ConfigError("pmtp loss weights must be >= 0 and not both 0")
         if not 0.0 <= self.caption_dropout < 1.0:
             raise ConfigError(f"pmtp.caption_dropout must be in [0, 1), got {self.caption_dropout}")
+        if self.box_sigma < 0:
+            raise ConfigError(f"pmtp.box_sigma must be >= 0, got {self.box_sigma}")
 
 
 @dataclass
@@ -59,9 +64,16 @@ def build(run: loop.Run):
     """(make_batch, loss_fn, validate) of stage 1 for `run`."""
     weights = run.cfg.pmtp
     data = SupervisedData(run, weights.caption_dropout)
+    numbers = None
+    if weights.box_sigma > 0:
+        try:
+            numbers = BoxNumberTargets.from_tokenizer(run.processor.tokenizer, weights.box_sigma)
+        except ValueError as error:
+            raise ConfigError(f"pmtp.box_sigma: {error}") from None
 
     def loss_fn(model, batch):
-        loss, stats, _ = supervised_losses(unwrap_peft(model), batch, weights.l2i_weight, weights.grounding_weight)
+        loss, stats, _ = supervised_losses(unwrap_peft(model), batch, weights.l2i_weight, weights.grounding_weight,
+                                           numbers)
         return loss, stats
 
     return data.batch, loss_fn, data.validate
