@@ -7,7 +7,7 @@
 Steps, each skipped when its result exists (so rerunning the command resumes; the training
 stages themselves resume from their last `checkpoint-{step}`):
   data   Shapes World train/val/test renders (python -m train.synth)
-  vq     the VQ tokenizer (python -m train.vq)
+  vq     the VQ tokenizer (python -m train.vq, train/configs/shapes/vq.yaml)
   init   random Janus + trained VQ + Shapes tokenizer (train.recipes.shapes_init)
   pmtp   stage 1, full training from scratch   (train/configs/shapes/pmtp.yaml)
   djo    stage 2                               (train/configs/shapes/djo.yaml)
@@ -45,12 +45,14 @@ def run_data(out: Path, data: Path, n_train: int) -> None:
             write_split(data, split, n, seed=0, cfg=SceneConfig(size=128))
 
 
-def run_vq(out: Path, vq_steps: int) -> None:
+def run_vq(out: Path, vq_steps: int | None) -> None:
     from train import vq
 
     if (out / "vq" / "config.json").is_file():
         return
-    vq.main(load_config(vq.VQRun, ["--out", str(out), "--steps", str(vq_steps), "--resume"]))
+    steps = [] if vq_steps is None else ["--steps", str(vq_steps)]
+    vq.main(load_config(vq.VQRun, ["--config", str(ROOT / "train/configs/shapes/vq.yaml"), "--out", str(out),
+                                   *steps, "--resume"]))
 
 
 def run_init(out: Path) -> None:
@@ -100,7 +102,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default="runs/shapes", help="run dir (default: runs/shapes)")
     parser.add_argument("--data", default="data/shapes", help="Shapes World data dir (default: data/shapes)")
     parser.add_argument("--n-train", type=int, default=20000, help="training images to render")
-    parser.add_argument("--vq-steps", type=int, default=3000, help="VQ training steps")
+    parser.add_argument("--vq-steps", type=int, default=None,
+                        help="VQ training steps (default: train/configs/shapes/vq.yaml)")
     parser.add_argument("--until", choices=STEPS, default="rl", help="last step to run")
     parser.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE",
                         help="override for every training stage (repeatable)")

@@ -21,7 +21,7 @@ SHAPES_SPEC = JanusSpec(
     image_size=128, patch_size=16,
     hidden_size=256, num_layers=4, num_heads=4, intermediate_size=688,
     vision_hidden_size=128, vision_layers=2, vision_heads=4,
-    vq_channels=32, vq_channel_multiplier=(1, 1, 2, 2, 4), vq_res_blocks=1,
+    vq_channels=64, vq_channel_multiplier=(1, 1, 1, 1, 1), vq_res_blocks=0,  # train/configs/shapes/vq.yaml
     codebook_size=1024, codebook_dim=8, vocab_size=2600, max_positions=512,
 )
 
