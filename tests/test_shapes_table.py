@@ -1,0 +1,18 @@
+"""The recipe's results table: cells come from the eval JSONs, missing metrics show as '-'."""
+
+from train.recipes import shapes_table
+
+
+def test_markdown_rows_follow_the_columns():
+    results = {"fidelity": {"AP": 0.5, "AP50": 0.75, "AP75": 0.25, "presence": 1.0, "color": 0.9, "shape": 0.8},
+               "grounding": {"Acc@0.5": 0.96, "Acc@0.75": 0.5, "mAcc": 0.45}, "cycle": {"mean_iou": 0.7}}
+    table = shapes_table.markdown([("stage 1", results), ("half", {"cycle": {"mean_iou": 0.123456}})])
+    header, rule, full, half = table.splitlines()
+    assert header.split(" | ")[1:3] == ["AP", "AP50"] and rule.count("|---") == len(shapes_table.COLUMNS) + 1
+    assert full == "| stage 1 | 0.500 | 0.750 | 0.250 | 1.000 | 0.900 | 0.800 | 0.960 | 0.500 | 0.450 | 0.700 |"
+    assert half.endswith("| - | 0.123 |") and half.count("-") == len(shapes_table.COLUMNS) - 1
+
+
+def test_no_finished_model_is_a_clear_error(tmp_path, capsys):
+    assert shapes_table.main(["--out", str(tmp_path), "--data", str(tmp_path)]) == 2
+    assert "no finished stage model" in capsys.readouterr().err
