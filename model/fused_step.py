@@ -97,9 +97,9 @@ class FusedLayers:
         q_size, kv_size = self.heads * d, self.kv_heads * d
         for index, w in enumerate(self.layers):
             normed = F.rms_norm(hidden, (dim,), w.input_norm, self.eps)
-            q, k, v = F.linear(normed, w.qkv).split((q_size, kv_size, kv_size), dim=-1)
-            q = _rotate(q.view(rows, 1, self.heads, d).transpose(1, 2), cos, sin)  # [R, H, 1, d]
-            k = _rotate(k.view(rows, 1, self.kv_heads, d).transpose(1, 2), cos, sin)  # [R, Hkv, 1, d]
+            qk, v = F.linear(normed, w.qkv).split((q_size + kv_size, kv_size), dim=-1)
+            qk = _rotate(qk.view(rows, 1, self.heads + self.kv_heads, d).transpose(1, 2), cos, sin)  # [R, H+Hkv, 1, d]
+            q, k = qk.split((self.heads, self.kv_heads), dim=1)  # [R, H, 1, d], [R, Hkv, 1, d]
             v = v.view(rows, 1, self.kv_heads, d).transpose(1, 2)
             k, v = cache.layers[index].update(k, v)  # [R, Hkv, kv, d]
             attended = F.scaled_dot_product_attention(
