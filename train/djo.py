@@ -41,7 +41,7 @@ from train import loop
 from train.config import ConfigError, DataConfig, LoraSettings, ModelConfig, TrainConfig, load_config, option
 from train.data import micro_seed
 from train.losses import (
-    GroundingInputs, SupervisedBatch, annealed_tau, grounding_loss, gumbel_softmax, straight_through,
+    BoxNumberTargets, GroundingInputs, SupervisedBatch, annealed_tau, grounding_loss, gumbel_softmax, straight_through,
     supervised_losses, to_siglip,
 )
 from train.supervised import SupervisedData
@@ -62,6 +62,8 @@ class DJOConfig:
     tau_decay: float = option("r in tau = max(tau_min, tau0 * exp(-r * step))", default=1e-3)
     hard: bool = option("one-hot samples with straight-through gradients (else soft samples)", default=True)
     cfg: float = option("guidance of the logits images are drawn from (1 = conditional only)", default=1.0)
+    box_sigma: float = option("soft targets for whole-number box tokens in both grounding losses "
+                              "(as pmtp.box_sigma); 0 = plain CE", default=0.0)
 
     def __post_init__(self):
         if self.rollout not in ROLLOUTS:
@@ -72,6 +74,8 @@ class DJOConfig:
             raise ConfigError("need 0 < djo.tau_min <= djo.tau0 and djo.tau_decay >= 0")
         if self.cfg < 1 or not 0.0 <= self.caption_dropout < 1.0:
             raise ConfigError("need djo.cfg >= 1 and djo.caption_dropout in [0, 1)")
+        if self.box_sigma < 0:
+            raise ConfigError(f"djo.box_sigma must be >= 0, got {self.box_sigma}")
         if self.rollout == "autoregressive" and not self.hard:
             raise ConfigError("the autoregressive rollout samples hard tokens: set djo.hard true")
 
@@ -128,7 +132,8 @@ def make_djo_batch(run: loop.Run, data: SupervisedData, step: int, micro: int) -
                     annealed_tau(step, cfg.tau0, cfg.tau_min, cfg.tau_decay), micro_seed(tc.seed, step, micro, run.rank, 1))
 
 
-def djo_term(janus, batch: DJOBatch, cfg: DJOConfig, l2i_logits: torch.Tensor, image_processor) -> torch.Tensor:
+def djo_term(janus, batch: DJOBatch, cfg: DJOConfig, l2i_logits: torch.Tensor, image_processor,
+             numbers: BoxNumberTargets | None = None) -> torch.Tensor:
     """Grounding CE of the original boxes on images generated from the L2I logits (differentiable)."""
     if batch.grounding is None:
         return l2i_logits.new_zeros(())
@@ -148,13 +153,13 @@ def djo_term(janus, batch: DJOBatch, cfg: DJOConfig, l2i_logits: torch.Tensor, i
     pixels = generation.decode_soft_image(janus, probs)  # [b, 3, H, W] in [-1, 1]
     size = janus.config.vision_config.image_size
     features = inputs.image_features(janus, to_siglip(pixels, image_processor, size))  # [b, P, D]
-    return grounding_loss(janus, batch.grounding, features)
+    return grounding_loss(janus, batch.grounding, features, numbers)
 
 
-def djo_losses(model, batch: DJOBatch, cfg: DJOConfig, image_processor):
+def djo_losses(model, batch: DJOBatch, cfg: DJOConfig, image_processor, numbers: BoxNumberTargets | None = None):
     janus = unwrap_peft(model)
-    loss, stats, logits = supervised_losses(janus, batch.sup, cfg.l2i_weight, cfg.grounding_weight)
-    djo = djo_term(janus, batch, cfg, logits, image_processor)
+    loss, stats, logits = supervised_losses(janus, batch.sup, cfg.l2i_weight, cfg.grounding_weight, numbers)
+    djo = djo_term(janus, batch, cfg, logits, image_processor, numbers)
     stats.update(djo_loss=djo.detach(), tau=torch.tensor(batch.tau))
     return loss + cfg.djo_weight * djo, stats
 
@@ -163,12 +168,13 @@ def build(run: loop.Run):
     """(make_batch, loss_fn, validate) of stage 2 for `run`."""
     cfg = run.cfg.djo
     data = SupervisedData(run, cfg.caption_dropout)
+    numbers = BoxNumberTargets.from_config(run.processor.tokenizer, cfg.box_sigma, "djo.box_sigma")
 
     def make_batch(step, micro):
         return make_djo_batch(run, data, step, micro)
 
     def loss_fn(model, batch):
-        return djo_losses(model, batch, cfg, run.processor.image_processor)
+        return djo_losses(model, batch, cfg, run.processor.image_processor, numbers)
 
     return make_batch, loss_fn, data.validate
 

@@ -135,6 +135,18 @@ class BoxNumberTargets:
             raise ValueError("box number smoothing needs a tokenizer with whole-number tokens (this one splits digits)")
         return cls(values, spaced, sigma)
 
+    @classmethod
+    def from_config(cls, tokenizer, sigma: float, option_name: str) -> "BoxNumberTargets | None":
+        """None for sigma 0 (plain CE); ConfigError naming `option_name` for an unsuitable tokenizer."""
+        from train.config import ConfigError
+
+        if sigma <= 0:
+            return None
+        try:
+            return cls.from_tokenizer(tokenizer, sigma)
+        except ValueError as error:
+            raise ConfigError(f"{option_name}: {error}") from None
+
     def loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Mean soft-target CE of targets [K] under logits [K, V]; non-number targets stay one-hot."""
         values, spaced = self.values.to(targets.device), self.spaced.to(targets.device)

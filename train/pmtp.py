@@ -64,12 +64,7 @@ def build(run: loop.Run):
     """(make_batch, loss_fn, validate) of stage 1 for `run`."""
     weights = run.cfg.pmtp
     data = SupervisedData(run, weights.caption_dropout)
-    numbers = None
-    if weights.box_sigma > 0:
-        try:
-            numbers = BoxNumberTargets.from_tokenizer(run.processor.tokenizer, weights.box_sigma)
-        except ValueError as error:
-            raise ConfigError(f"pmtp.box_sigma: {error}") from None
+    numbers = BoxNumberTargets.from_config(run.processor.tokenizer, weights.box_sigma, "pmtp.box_sigma")
 
     def loss_fn(model, batch):
         loss, stats, _ = supervised_losses(unwrap_peft(model), batch, weights.l2i_weight, weights.grounding_weight,
