@@ -1,0 +1,55 @@
+"""The shipped EchoGen-Shapes model: it loads offline by default and grounds fresh scenes."""
+
+import numpy as np
+import pytest
+
+from model.loading import BUILTIN_MODEL
+from model.metrics import box_iou
+
+# Scenes from a seed no split of the training data uses: images the model has never seen.
+FRESH_SEED, SCENES = 20261123, 12
+TARGET_ACC_AT_05 = 0.95  # issue 5's target for the shipped model
+
+
+@pytest.fixture(scope="module")
+def builtin():
+    from model.echogen import EchoGen
+
+    assert (BUILTIN_MODEL / "model.safetensors").is_file(), "assets/echogen-shapes is missing"
+    return EchoGen.load(None)
+
+
+@pytest.fixture(scope="module")
+def fresh_ious(builtin):
+    """(model IoUs, IoUs of the best constant box) over the unoccluded objects of fresh scenes."""
+    from train.shapes.world import SceneConfig
+    from train.synth import make_example
+
+    truths, found = [], []
+    for index in range(SCENES):
+        _, record, image = make_example(FRESH_SEED, "test", index, SceneConfig(size=128))
+        objects = [o for o in record["objects"] if o.get("visible", 1.0) >= 0.95]
+        truths += [o["box"] for o in objects]
+        found += builtin.ground([image], [[o["phrase"] for o in objects]])[0]
+    model = [box_iou(t, g.box) if g.valid else 0.0 for t, g in zip(truths, found)]
+    mean_box = np.mean(np.array(truths, dtype=float), axis=0)  # an oracle constant: knows the answers' mean
+    constant = [box_iou(t, mean_box) for t in truths]
+    assert len(truths) >= 20
+    return np.array(model), np.array(constant)
+
+
+def test_builtin_is_the_default_and_128px(builtin):
+    assert builtin.image_size == 128
+    assert (BUILTIN_MODEL / "model.safetensors").stat().st_size <= 40 * 1024 * 1024
+
+
+def test_builtin_grounding_uses_the_image(fresh_ious):
+    """Beats the best constant box: the boxes depend on the image and phrase, not on priors alone."""
+    model, constant = fresh_ious
+    assert model.mean() > constant.mean(), f"mean IoU {model.mean():.3f} vs constant {constant.mean():.3f}"
+
+
+@pytest.mark.xfail(strict=True, reason="issue 5: the shipped model is not yet trained to the grounding target")
+def test_builtin_grounds_fresh_scenes_to_the_target(fresh_ious):
+    model, _ = fresh_ious
+    assert float(np.mean(model >= 0.5)) >= TARGET_ACC_AT_05
