@@ -38,3 +38,14 @@ def test_vq_trains_resumes_and_saves_a_janus_vq(tmp_path):
     (tmp_path / "vq" / "config.json").unlink()
     resumed = vq.main(load_config(vq.VQRun, args[:2] + ["--steps", "4"] + args[4:] + ["--resume"]))
     assert resumed["steps"] == 4 and resumed["steps_this_run"] == 1
+
+
+def test_vq_config_refuses_what_janus_cannot_build():
+    import pytest
+
+    from train.config import ConfigError
+
+    with pytest.raises(ConfigError, match="equal channel multipliers"):
+        vq.VQTrainConfig(channel_multiplier=[1, 2, 2], num_res_blocks=0)
+    with pytest.raises(ConfigError, match="multiple of 32"):
+        vq.VQTrainConfig(base_channels=48)

@@ -11,7 +11,7 @@ fully convolutional), then at full size. Checkpoints every `save_every` steps; `
 continues from the last one. The result is `OUT/vq/` (config + safetensors) and
 `OUT/vq_report.json` (reconstruction quality on the val split, codebook usage).
 
-    python -m train.vq --out runs/shapes --steps 3000      # or --config FILE.yaml (section `vq`)
+    python -m train.vq --config train/configs/shapes/vq.yaml --out runs/shapes   # overrides: --steps N ...
 """
 
 from __future__ import annotations
@@ -38,18 +38,20 @@ logger = logging.getLogger(__name__)
 @dataclass
 class VQTrainConfig:
     out: str = option("run dir: the VQ lands in OUT/vq, its report in OUT/vq_report.json", default="runs/shapes")
-    steps: int = option("optimizer steps in all", default=3000)
-    full_size_steps: int = option("the last steps train on whole images instead of crops", default=500)
+    steps: int = option("optimizer steps in all", default=2200)
+    full_size_steps: int = option("the last steps train on whole images instead of crops", default=300)
     batch_size: int = option("images per step", default=16)
     crop: int = option("crop side of the first phase (a multiple of the downsampling factor)", default=64)
     image_size: int = option("image side", default=128)
     codebook_size: int = option("number of codes", default=1024)
     codebook_dim: int = option("code dimension (L2-normalized)", default=8)
-    base_channels: int = option("VQ width (a multiple of 32: GroupNorm)", default=32)
+    base_channels: int = option("VQ width, a multiple of 32 (GroupNorm has 32 groups); use >= 64: at 32 every "
+                                "group is one channel and the decoder's last norm erases each image's colors",
+                                default=64)
     channel_multiplier: list = option("width multipliers; 2^(len-1) is the downsampling factor",
-                                      default_factory=lambda: [1, 1, 2, 2, 4])
-    num_res_blocks: int = option("residual blocks per level", default=1)
-    lr: float = option("peak learning rate (warm-up, then cosine to 10%)", default=3e-4)
+                                      default_factory=lambda: [1, 1, 1, 1, 1])
+    num_res_blocks: int = option("residual blocks per level (0 works when all multipliers are equal)", default=0)
+    lr: float = option("peak learning rate (warm-up, then cosine to 10%)", default=6e-4)
     beta: float = option("commitment loss weight", default=0.25)
     fg_weight: float = option("extra reconstruction weight on shape pixels (see foreground_weights)", default=4.0)
     eval_every: int = option("steps between val reports (round-trip PSNR and detector fidelity); 0: at the end only",
@@ -67,6 +69,8 @@ class VQTrainConfig:
             raise ConfigError("full_size_steps must be in [0, steps]")
         if self.base_channels % 32:
             raise ConfigError("base_channels must be a multiple of 32")
+        if self.num_res_blocks == 0 and len(set(self.channel_multiplier)) > 1:
+            raise ConfigError("num_res_blocks 0 needs equal channel multipliers (JanusVQVAE only changes width in blocks)")
 
 
 @dataclass
