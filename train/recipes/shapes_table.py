@@ -14,6 +14,8 @@ Each cell is exactly what `python -m train.eval <command> --model DIR --data DAT
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import sys
 from pathlib import Path
@@ -37,8 +39,9 @@ def evaluate(model: Path, data: Path, dest: Path, limits: dict[str, int]) -> dic
     for command, limit in limits.items():
         path = dest / f"{command}.json"
         if not path.is_file():
-            code = eval_main([command, "--model", str(model), "--data", str(data), "--split", "test",
-                              "--max", str(limit), "--out", str(path), "--format", "json", "--no-progress"])
+            with contextlib.redirect_stdout(io.StringIO()):  # the JSON goes to `path`; stdout is for the table
+                code = eval_main([command, "--model", str(model), "--data", str(data), "--split", "test",
+                                 "--max", str(limit), "--out", str(path), "--format", "json", "--no-progress"])
             if code != 0:
                 raise SystemExit(f"error: train.eval {command} failed for {model}")
         results[command] = json.loads(path.read_text(encoding="utf-8"))
