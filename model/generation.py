@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from model.fused_step import FusedLayers
+from model.image_step import ImageEmbeddingTable, ImageHead
 from model.inputs import position_ids
 from model.kv_cache import preallocated_cache
 from model.results import SamplingConfig
@@ -156,11 +157,11 @@ class _DecodeStep:
 
 
 def image_head(model) -> Head:
-    return model.model.generation_head
+    return ImageHead.for_model(model)
 
 
 def image_embed(model) -> Embed:
-    return model.prepare_embeddings_for_image_generation
+    return ImageEmbeddingTable.for_model(model)
 
 
 def text_head(model) -> Head:
