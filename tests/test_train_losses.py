@@ -6,12 +6,14 @@ import numpy as np
 import pytest
 import torch
 
+from model import inputs
 from model.layout_text import normalize_box
 from model.tokens import SpecialTokens
 from train import cycle_rl, djo, loop
 from train.config import load_config
 from train.losses import (
-    IGNORE, annealed_tau, grounding_inputs, gumbel_softmax, l2i_inputs, straight_through, supervised_losses, to_siglip,
+    IGNORE, BoxNumberTargets, annealed_tau, grounding_inputs, grounding_loss, gumbel_softmax, l2i_inputs,
+    packed_grounding_inputs, straight_through, supervised_losses, to_siglip,
 )
 
 
@@ -52,6 +54,50 @@ def test_grounding_labels_are_exactly_the_answer(tiny_echogen):
     prompt = tok.decode(g.input_ids[0][(g.labels[0] == IGNORE) & (g.attention_mask[0] == 1)])
     assert prompt.endswith("<ref>red circle</ref><box>") and prompt.count(tok.image_token) == 4
     assert (g.attention_mask[:, -1] == 1).all()  # left padding
+
+
+PACK_QUERIES = [  # (image, phrase, box): phrases sharing words, a prefix phrase, one image with one query
+    (0, "red circle", (10, 20, 300, 400)), (1, "blue square", (0, 0, 1000, 1000)),
+    (0, "red circle in front", (500, 510, 900, 990)), (0, "leftmost green star", (1, 2, 3, 4)),
+    (2, "a much longer phrase than the others here", (250, 250, 750, 750)), (1, "blue squares", (7, 8, 9, 10)),
+]
+
+
+@pytest.mark.parametrize("soft", [False, True])
+def test_packed_grounding_loss_equals_one_row_per_query(spread_echogen, soft):
+    model, tok = spread_echogen.model, spread_echogen.tokenizer
+    special = SpecialTokens.from_tokenizer(tok)
+    numbers = BoxNumberTargets.from_tokenizer(tok, 15.0) if soft else None
+    features = torch.randn(3, 4, model.config.text_config.hidden_size, generator=torch.Generator().manual_seed(0))
+    per_query = grounding_inputs(tok, special, PACK_QUERIES, 4, "cpu")
+    packed = packed_grounding_inputs(tok, special, PACK_QUERIES, 4, "cpu")
+    assert packed.input_ids.shape[0] == 3 and packed.image_index.tolist() == [0, 1, 2]
+    assert int((packed.labels != IGNORE).sum()) == int((per_query.labels != IGNORE).sum())
+    assert packed.input_ids.numel() < per_query.input_ids.numel()
+    with torch.no_grad():
+        expected = grounding_loss(model, per_query, features, numbers)
+        got = grounding_loss(model, packed, features, numbers)
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_packed_queries_do_not_see_each_other(spread_echogen):
+    """Changing the first query's phrase leaves the second query's answer logits unchanged."""
+    model, tok = spread_echogen.model, spread_echogen.tokenizer
+    special = SpecialTokens.from_tokenizer(tok)
+    features = torch.randn(1, 4, model.config.text_config.hidden_size, generator=torch.Generator().manual_seed(1))
+
+    def second_answer_logits(first_phrase: str) -> torch.Tensor:
+        g = packed_grounding_inputs(tok, special, [(0, first_phrase, (1, 2, 3, 4)), (0, "blue star", (5, 6, 7, 8))],
+                                    4, "cpu")
+        embeds = inputs.embed_prompts(model, g.input_ids, features, g.image_index, g.image_token_id)
+        with torch.no_grad():
+            hidden = model.model.language_model(inputs_embeds=embeds, attention_mask=g.attention_mask,
+                                                position_ids=g.position_ids).last_hidden_state
+        answer = (g.labels[0] != IGNORE).nonzero().squeeze(1)
+        return model.lm_head(hidden[0, answer[-8:] - 1])  # the second query's answer ends the row
+
+    torch.testing.assert_close(second_answer_logits("black diamond behind"), second_answer_logits("red circle"),
+                               rtol=1e-5, atol=1e-5)
 
 
 def test_caption_dropout_uses_the_unconditional_prompt(tiny_echogen):

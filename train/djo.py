@@ -108,7 +108,7 @@ def _select_queries(g: GroundingInputs, rows: torch.Tensor, batch_size: int) -> 
     if not bool(keep.any()):
         return None
     return GroundingInputs(g.input_ids[keep], g.attention_mask[keep], g.labels[keep], remap[g.image_index[keep]],
-                           g.image_token_id)
+                           g.image_token_id, None if g.position_ids is None else g.position_ids[keep])
 
 
 def make_djo_batch(run: loop.Run, data: SupervisedData, step: int, micro: int) -> DJOBatch:

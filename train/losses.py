@@ -34,11 +34,15 @@ IGNORE = -100
 
 @dataclass
 class GroundingInputs:
-    input_ids: torch.Tensor  # [Q, L] left-padded prompt + answer
-    attention_mask: torch.Tensor  # [Q, L]
-    labels: torch.Tensor  # [Q, L] answer tokens, IGNORE elsewhere
-    image_index: torch.Tensor  # [Q] which image of the batch each query looks at
+    """Teacher-forcing rows of grounding queries: one query per row (`grounding_inputs`), or all
+    queries of one image packed into one row behind a single copy of the image (`packed_grounding_inputs`)."""
+
+    input_ids: torch.Tensor  # [S, L] prompt(s) + answer(s)
+    attention_mask: torch.Tensor  # [S, L] 1 = real token (left-padded), or [S, 1, L, L] additive (packed)
+    labels: torch.Tensor  # [S, L] answer tokens, IGNORE elsewhere
+    image_index: torch.Tensor  # [S] which image of the batch each row looks at
     image_token_id: int  # the placeholder that SigLIP features replace
+    position_ids: torch.Tensor | None = None  # [S, L]; None: from the 2D attention mask
 
 
 @dataclass
@@ -79,6 +83,55 @@ def grounding_inputs(tokenizer, special: SpecialTokens, queries: list[tuple[int,
     return GroundingInputs(ids, mask, target, index, special.image)
 
 
+def packed_grounding_inputs(tokenizer, special: SpecialTokens, queries: list[tuple[int, str, tuple]],
+                            num_image_tokens: int, device) -> GroundingInputs:
+    """The queries of each image in one row: their shared prompt start (BOS, the image, the
+    question's opening) once, then each query's rest and answer, which sees that start and
+    itself only. Positions restart after the shared start, so every query reads exactly what
+    `grounding_inputs` gives it and the loss is the same; the image is run through the LM once
+    per image instead of once per query (most of a grounding row is the image)."""
+    block = image_block(tokenizer.boi_token, tokenizer.image_token, tokenizer.eoi_token, num_image_tokens)
+    by_image: dict[int, list[tuple[list[int], list[int]]]] = {}
+    for index, phrase, box in queries:
+        prompt = tokenizer(grounding_prompt(phrase, block)).input_ids
+        answer = tokenizer(grounding_target(box, tokenizer.eos_token), add_special_tokens=False).input_ids
+        by_image.setdefault(index, []).append((prompt, answer))
+    rows = [_pack_queries(pairs) for pairs in by_image.values()]  # (ids, labels, positions, segments)
+    width = max(len(r[0]) for r in rows)
+    ids = torch.full((len(rows), width), special.pad, dtype=torch.long)
+    labels = torch.full((len(rows), width), IGNORE, dtype=torch.long)
+    positions = torch.zeros((len(rows), width), dtype=torch.long)
+    segment = torch.full((len(rows), width), -2, dtype=torch.long)  # -1 shared start, j query j, -2 padding
+    for row, (row_ids, row_labels, row_positions, row_segments) in enumerate(rows):
+        n = len(row_ids)
+        ids[row, :n], labels[row, :n] = torch.tensor(row_ids), torch.tensor(row_labels)
+        positions[row, :n], segment[row, :n] = torch.tensor(row_positions), torch.tensor(row_segments)
+    causal = torch.ones(width, width, dtype=torch.bool).tril()  # [L, L] query i sees key j <= i
+    seg_q, seg_k = segment.unsqueeze(2), segment.unsqueeze(1)  # [S, L, 1], [S, 1, L]
+    visible = causal & (((seg_k == -1) & (seg_q != -2)) | ((seg_q == seg_k) & (seg_q >= 0)))
+    visible |= torch.eye(width, dtype=torch.bool)  # padding sees itself: no row without a key
+    mask = torch.zeros(visible.shape).masked_fill(~visible, torch.finfo(torch.float32).min).unsqueeze(1)
+    index = torch.tensor(list(by_image), device=device)
+    return GroundingInputs(ids.to(device), mask.to(device), labels.to(device), index, special.image,
+                           positions.to(device))
+
+
+def _pack_queries(pairs: list[tuple[list[int], list[int]]]):
+    """(prompt, answer) token lists of one image -> one row's ids, labels, positions, segments."""
+    shared = min(len(prompt) for prompt, _ in pairs) - 1  # every query keeps >= 1 prompt token of its own
+    first = pairs[0][0]
+    for prompt, _ in pairs[1:]:
+        shared = next((i for i in range(shared) if prompt[i] != first[i]), shared)
+    ids, labels, positions, segments = list(first[:shared]), [IGNORE] * shared, list(range(shared)), [-1] * shared
+    for j, (prompt, answer) in enumerate(pairs):
+        rest = prompt[shared:] + answer
+        ids += rest
+        labels += [IGNORE] * (len(prompt) - shared) + answer
+        positions += range(shared, shared + len(rest))
+        segments += [j] * len(rest)
+    return ids, labels, positions, segments
+
+
 def supervised_batch(records: list[Record], tokens: torch.Tensor, processor, special: SpecialTokens,
                      rng: np.random.Generator, caption_dropout: float, max_phrases: int,
                      num_features: int, device, dtype) -> SupervisedBatch:
@@ -93,7 +146,7 @@ def supervised_batch(records: list[Record], tokens: torch.Tensor, processor, spe
         conditional=~torch.tensor(drop, device=device),
         image_tokens=tokens.to(device),
         pixels=load_pixels(processor.image_processor, [r.image for r in records], device, dtype),
-        grounding=grounding_inputs(tokenizer, special, queries, num_features, device),
+        grounding=packed_grounding_inputs(tokenizer, special, queries, num_features, device),
     )
 
 
@@ -165,11 +218,12 @@ def grounding_loss(model, batch: GroundingInputs, features: torch.Tensor,
 
     With `numbers`, coordinate tokens get soft targets (see BoxNumberTargets)."""
     embeds = inputs.embed_prompts(model, batch.input_ids, features, batch.image_index,
-                                  batch.image_token_id)  # [Q, L, D]
+                                  batch.image_token_id)  # [S, L, D]
+    positions = inputs.position_ids(batch.attention_mask) if batch.position_ids is None else batch.position_ids
+    mask = batch.attention_mask if batch.attention_mask.dim() == 2 else batch.attention_mask.to(embeds.dtype)
     hidden = model.model.language_model(
-        inputs_embeds=embeds, attention_mask=batch.attention_mask,
-        position_ids=inputs.position_ids(batch.attention_mask), use_cache=False,
-    ).last_hidden_state  # [Q, L, D]
+        inputs_embeds=embeds, attention_mask=mask, position_ids=positions, use_cache=False,
+    ).last_hidden_state  # [S, L, D]
     targets = batch.labels[:, 1:]  # token t+1 is predicted at position t
     keep = targets != IGNORE
     logits = model.lm_head(hidden[:, :-1][keep])  # [K, V]: only answer positions reach the LM head
