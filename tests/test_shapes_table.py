@@ -16,3 +16,29 @@ def test_markdown_rows_follow_the_columns():
 def test_no_finished_model_is_a_clear_error(tmp_path, capsys):
     assert shapes_table.main(["--out", str(tmp_path), "--data", str(tmp_path)]) == 2
     assert "no finished stage model" in capsys.readouterr().err
+
+
+def test_recipe_warm_start_skips_vq_and_init_and_starts_stage_1_from_the_given_model(tmp_path, monkeypatch):
+    from train.recipes import shapes
+
+    calls = []
+    monkeypatch.setattr(shapes, "run_data", lambda out, data, n: calls.append("data"))
+    monkeypatch.setattr(shapes, "run_vq", lambda out, steps: calls.append("vq"))
+    monkeypatch.setattr(shapes, "run_init", lambda out: calls.append("init"))
+
+    class FakeStage:
+        class FakeRun:
+            pass
+
+        @staticmethod
+        def main(cfg):
+            calls.append(cfg)
+
+    monkeypatch.setattr("importlib.import_module", lambda name: FakeStage)
+    monkeypatch.setattr(shapes, "load_config", lambda cls, argv: argv)
+    warm = tmp_path / "earlier-model"
+    assert shapes.main(["--out", str(tmp_path / "run"), "--until", "pmtp", "--warm-start", str(warm)]) == 0
+    assert calls[0] == "data" and "vq" not in calls and "init" not in calls
+    argv = calls[1]
+    assert argv[argv.index("--config") + 1].endswith("train/configs/shapes/pmtp_warm.yaml")
+    assert argv[argv.index("--model.path") + 1] == str(warm)

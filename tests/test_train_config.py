@@ -104,6 +104,6 @@ def test_shipped_stage_configs_load(path):
 
         assert load_config(VQRun, ["--config", str(path)]).vq.base_channels % 32 == 0
         return
-    stage = {"pmtp": PMTPRun, "djo": DJORun, "cycle_rl": CycleRLRun}[path.stem]
+    stage = {"pmtp": PMTPRun, "pmtp_warm": PMTPRun, "djo": DJORun, "cycle_rl": CycleRLRun}[path.stem]
     cfg = load_config(stage, ["--config", str(path)])
     assert cfg.train.output_dir.startswith("runs/")

@@ -12,6 +12,8 @@ stages themselves resume from their last `checkpoint-{step}`):
   pmtp   stage 1, full training from scratch   (train/configs/shapes/pmtp.yaml)
   djo    stage 2                               (train/configs/shapes/djo.yaml)
   rl     stage 3, Cycle RL                     (train/configs/shapes/cycle_rl.yaml)
+`--warm-start DIR` continues from an earlier built-in model instead: the vq and init steps are
+skipped (DIR has its VQ), and stage 1 starts from DIR with train/configs/shapes/pmtp_warm.yaml.
 Extra `--set section.field=value` overrides go to every training stage (e.g. a shorter
 `train.max_steps` for a quick preview). `--export DIR` copies the last finished stage's model.
 """
@@ -66,15 +68,18 @@ def stage_dir(out: Path, step: str) -> Path:
     return out / {"pmtp": "pmtp", "djo": "djo", "rl": "cycle_rl"}[step]
 
 
-def run_stage(out: Path, data: Path, step: str, overrides: list[str]) -> None:
+def run_stage(out: Path, data: Path, step: str, overrides: list[str], warm_start: Path | None = None) -> None:
     import importlib
 
     module_name, config, previous = STAGES[step]
     if (stage_dir(out, step) / "final" / "model" / "config.json").is_file():
         return
+    start = out / previous
+    if step == "pmtp" and warm_start is not None:
+        config, start = "train/configs/shapes/pmtp_warm.yaml", warm_start
     module = importlib.import_module(module_name)
     run_cls = next(v for k, v in vars(module).items() if k.endswith("Run") and isinstance(v, type))
-    argv = ["--config", str(ROOT / config), "--model.path", str(out / previous),
+    argv = ["--config", str(ROOT / config), "--model.path", str(start),
             "--data.data_dir", str(data), "--train.output_dir", str(stage_dir(out, step)),
             "--train.resume", "latest", *[f"--{o}" for o in overrides]]
     module.main(load_config(run_cls, argv))
@@ -108,6 +113,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE",
                         help="override for every training stage (repeatable)")
     parser.add_argument("--export", default=None, help="copy the last finished model to this dir")
+    parser.add_argument("--warm-start", default=None, metavar="DIR",
+                        help="start stage 1 from this earlier built-in model (skips vq and init)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     out, data = Path(args.out), Path(args.data)
@@ -115,12 +122,14 @@ def main(argv: list[str] | None = None) -> int:
         logger.info("recipe step: %s", step)
         if step == "data":
             run_data(out, data, args.n_train)
+        elif step in ("vq", "init") and args.warm_start:
+            logger.info("skipped: warm start from %s", args.warm_start)
         elif step == "vq":
             run_vq(out, args.vq_steps)
         elif step == "init":
             run_init(out)
         else:
-            run_stage(out, data, step, args.set)
+            run_stage(out, data, step, args.set, Path(args.warm_start) if args.warm_start else None)
     if args.export:
         export(last_model(out), Path(args.export))
     return 0
