@@ -18,13 +18,14 @@ def test_no_finished_model_is_a_clear_error(tmp_path, capsys):
     assert "no finished stage model" in capsys.readouterr().err
 
 
-def test_recipe_warm_start_skips_vq_and_init_and_starts_stage_1_from_the_given_model(tmp_path, monkeypatch):
+def test_recipe_warm_start_skips_vq_and_init_and_pretrains_the_given_models_encoder(tmp_path, monkeypatch):
     from train.recipes import shapes
 
     calls = []
     monkeypatch.setattr(shapes, "run_data", lambda out, data, n: calls.append("data"))
     monkeypatch.setattr(shapes, "run_vq", lambda out, steps: calls.append("vq"))
     monkeypatch.setattr(shapes, "run_init", lambda out: calls.append("init"))
+    monkeypatch.setattr(shapes, "run_vision", lambda out, start: calls.append(("vision", start)))
 
     class FakeStage:
         class FakeRun:
@@ -38,7 +39,7 @@ def test_recipe_warm_start_skips_vq_and_init_and_starts_stage_1_from_the_given_m
     monkeypatch.setattr(shapes, "load_config", lambda cls, argv: argv)
     warm = tmp_path / "earlier-model"
     assert shapes.main(["--out", str(tmp_path / "run"), "--until", "pmtp", "--warm-start", str(warm)]) == 0
-    assert calls[0] == "data" and "vq" not in calls and "init" not in calls
-    argv = calls[1]
+    assert calls[:2] == ["data", ("vision", warm)] and "vq" not in calls and "init" not in calls
+    argv = calls[2]
     assert argv[argv.index("--config") + 1].endswith("train/configs/shapes/pmtp_warm.yaml")
-    assert argv[argv.index("--model.path") + 1] == str(warm)
+    assert argv[argv.index("--model.path") + 1] == str(tmp_path / "run" / "vision")

@@ -104,6 +104,11 @@ def test_shipped_stage_configs_load(path):
 
         assert load_config(VQRun, ["--config", str(path)]).vq.base_channels % 32 == 0
         return
+    if path.stem == "vision":
+        from train.vision_pretrain import VisionPretrainRun
+
+        assert load_config(VisionPretrainRun, ["--config", str(path)]).vision.steps > 0
+        return
     stage = {"pmtp": PMTPRun, "pmtp_warm": PMTPRun, "djo": DJORun, "cycle_rl": CycleRLRun}[path.stem]
     cfg = load_config(stage, ["--config", str(path)])
     assert cfg.train.output_dir.startswith("runs/")

@@ -9,11 +9,14 @@ stages themselves resume from their last `checkpoint-{step}`):
   data   Shapes World train/val/test renders (python -m train.synth)
   vq     the VQ tokenizer (python -m train.vq, train/configs/shapes/vq.yaml)
   init   random Janus + trained VQ + Shapes tokenizer (train.recipes.shapes_init)
+  vision the understanding encoder pre-trained on dense Shapes World targets (python -m
+         train.vision_pretrain): what Janus-Pro's pre-trained SigLIP brings; not in the paper
   pmtp   stage 1, full training from scratch   (train/configs/shapes/pmtp.yaml)
   djo    stage 2                               (train/configs/shapes/djo.yaml)
   rl     stage 3, Cycle RL                     (train/configs/shapes/cycle_rl.yaml)
 `--warm-start DIR` continues from an earlier built-in model instead: the vq and init steps are
-skipped (DIR has its VQ), and stage 1 starts from DIR with train/configs/shapes/pmtp_warm.yaml.
+skipped (DIR has its VQ), the vision step pre-trains DIR's encoder, and stage 1 starts from
+that with train/configs/shapes/pmtp_warm.yaml.
 Extra `--set section.field=value` overrides go to every training stage (e.g. a shorter
 `train.max_steps` for a quick preview). `--export DIR` copies the last finished stage's model.
 """
@@ -29,9 +32,9 @@ from pathlib import Path
 from train.config import load_config
 
 logger = logging.getLogger(__name__)
-STEPS = ("data", "vq", "init", "pmtp", "djo", "rl")
+STEPS = ("data", "vq", "init", "vision", "pmtp", "djo", "rl")
 STAGES = {  # step -> (module, config, previous model dir relative to out)
-    "pmtp": ("train.pmtp", "train/configs/shapes/pmtp.yaml", "init"),
+    "pmtp": ("train.pmtp", "train/configs/shapes/pmtp.yaml", "vision"),
     "djo": ("train.djo", "train/configs/shapes/djo.yaml", "pmtp/final/model"),
     "rl": ("train.cycle_rl", "train/configs/shapes/cycle_rl.yaml", "djo/final/model"),
 }
@@ -64,6 +67,16 @@ def run_init(out: Path) -> None:
         init_model(out / "init", out / "vq")
 
 
+def run_vision(out: Path, start: Path) -> None:
+    from train import vision_pretrain
+
+    if (out / "vision" / "config.json").is_file():
+        return
+    vision_pretrain.main(load_config(vision_pretrain.VisionPretrainRun, [
+        "--config", str(ROOT / "train/configs/shapes/vision.yaml"), "--vision.model", str(start),
+        "--vision.out", str(out / "vision"), "--vision.resume", "true"]))
+
+
 def stage_dir(out: Path, step: str) -> Path:
     return out / {"pmtp": "pmtp", "djo": "djo", "rl": "cycle_rl"}[step]
 
@@ -76,7 +89,7 @@ def run_stage(out: Path, data: Path, step: str, overrides: list[str], warm_start
         return
     start = out / previous
     if step == "pmtp" and warm_start is not None:
-        config, start = "train/configs/shapes/pmtp_warm.yaml", warm_start
+        config = "train/configs/shapes/pmtp_warm.yaml"
     module = importlib.import_module(module_name)
     run_cls = next(v for k, v in vars(module).items() if k.endswith("Run") and isinstance(v, type))
     argv = ["--config", str(ROOT / config), "--model.path", str(start),
@@ -128,6 +141,8 @@ def main(argv: list[str] | None = None) -> int:
             run_vq(out, args.vq_steps)
         elif step == "init":
             run_init(out)
+        elif step == "vision":
+            run_vision(out, Path(args.warm_start) if args.warm_start else out / "init")
         else:
             run_stage(out, data, step, args.set, Path(args.warm_start) if args.warm_start else None)
     if args.export:
