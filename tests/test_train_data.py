@@ -40,6 +40,18 @@ def test_records_are_letterboxed_with_their_expressions(tmp_path):
     assert len(read_records(tmp_path, "train", limit=1)) == 1
 
 
+def test_a_phrase_shared_by_two_objects_is_asked_for_only_through_expressions(tmp_path):
+    twins = {**RECORD, "width": 40, "height": 40, "objects": [
+        {"phrase": "blue circle", "box": [0, 0, 10, 10], "color": "blue", "shape": "circle"},
+        {"phrase": "blue circle", "box": [20, 20, 30, 30], "color": "blue", "shape": "circle"},
+        {"phrase": "red star", "box": [0, 20, 10, 30], "color": "red", "shape": "star"}],
+        "expressions": [{"text": "leftmost blue circle", "box": [0, 0, 10, 10], "object": 0},
+                        {"text": "rightmost blue circle", "box": [20, 20, 30, 30], "object": 1}]}
+    record = parse_record(twins, tmp_path)
+    assert [q.phrase for q in record.queries] == ["red star", "leftmost blue circle", "rightmost blue circle"]
+    assert len(record.layout.objects) == 3  # the L2I layout keeps both circles
+
+
 def test_bad_records_name_the_line(tmp_path):
     write_records(tmp_path, [RECORD, {**RECORD, "objects": []}])
     with pytest.raises(LayoutError, match="line 2"):

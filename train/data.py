@@ -19,6 +19,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -48,7 +49,7 @@ class Record:
     id: str
     image: Path
     layout: Layout  # letterboxed to a square, boxes in that square's pixels
-    queries: tuple[Query, ...]  # objects first, then expressions
+    queries: tuple[Query, ...]  # objects with a phrase of their own first, then expressions
 
 
 def letterbox_layout(layout: Layout) -> Layout:
@@ -69,7 +70,11 @@ def parse_record(raw: dict, root: Path, use_expressions: bool = True) -> Record:
     original = parse_layout(raw)
     layout = letterbox_layout(original)
     dx, dy = (layout.width - original.width) / 2, (layout.height - original.height) / 2
-    queries = [Query(o.phrase, o.box) for o in layout.objects]
+    # An object's phrase asks for it only when no other object shares it: "blue circle" with two
+    # blue circles has two right answers and teaches a box between them (the referring
+    # expressions below single each of them out).
+    phrases = Counter(o.phrase for o in layout.objects)
+    queries = [Query(o.phrase, o.box) for o in layout.objects if phrases[o.phrase] == 1]
     for expr in raw.get("expressions", []) if use_expressions else []:
         # An expression's box is validated like an object's (clipped to the image).
         obj = parse_layout({"width": original.width, "height": original.height,
