@@ -112,3 +112,18 @@ def test_shipped_stage_configs_load(path):
     stage = {"pmtp": PMTPRun, "pmtp_warm": PMTPRun, "djo": DJORun, "cycle_rl": CycleRLRun}[path.stem]
     cfg = load_config(stage, ["--config", str(path)])
     assert cfg.train.output_dir.startswith("runs/")
+
+
+@pytest.mark.parametrize("stage", ["pmtp", "djo", "cycle_rl", "vision_pretrain"])
+def test_stage_commands_end_bad_input_with_one_error_line(stage, tmp_path):
+    import subprocess
+    import sys
+
+    bad = {"vision_pretrain": ["--vision.model", str(tmp_path / "missing")]}.get(
+        stage, ["--model.path", str(tmp_path / "missing")])
+    for argv in (["--train.max_steps", "-3"] if stage != "vision_pretrain" else ["--vision.steps", "0"], bad):
+        out = subprocess.run([sys.executable, "-m", f"train.{stage}", *argv], capture_output=True, text=True,
+                             cwd=Path(__file__).resolve().parent.parent, timeout=120)
+        assert out.returncode == 2, out.stderr
+        lines = out.stderr.strip().splitlines()
+        assert lines[-1].startswith("error:") and "Traceback" not in out.stderr, out.stderr

@@ -303,3 +303,16 @@ def load_config(cls: type[C], argv: list[str] | None = None) -> C:
 
 def save_config(cfg, path: str | Path) -> None:
     Path(path).write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False), encoding="utf-8")
+
+
+def run_cli(main, cls: type[C], argv: list[str] | None = None) -> None:
+    """A stage's `__main__`: load the config and run `main(cfg)`; bad options, configs, data or
+    checkpoints end with one `error:` line on stderr and exit code 2 instead of a traceback."""
+    from model.layout import LayoutError
+    from model.loading import ModelLoadError
+
+    try:
+        main(load_config(cls, argv))
+    except (ConfigError, ModelLoadError, LayoutError, FileNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        raise SystemExit(2) from None

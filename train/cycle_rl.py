@@ -45,7 +45,7 @@ from model.loading import unwrap_peft
 from model.prompts import l2i_prompt
 from model.results import SamplingConfig
 from train import loop
-from train.config import ConfigError, DataConfig, LoraSettings, ModelConfig, TrainConfig, load_config, option
+from train.config import ConfigError, DataConfig, LoraSettings, ModelConfig, TrainConfig, option, run_cli
 from train.data import ensure_data, layout_source, micro_seed, read_records
 from train.grpo import group_advantages, grpo_loss
 from train.lora import freeze_understanding
@@ -226,4 +226,4 @@ def main(cfg: CycleRLRun) -> dict[str, float]:
 
 
 if __name__ == "__main__":
-    main(load_config(CycleRLRun, sys.argv[1:]))
+    run_cli(main, CycleRLRun, sys.argv[1:])

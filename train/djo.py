@@ -38,7 +38,7 @@ from model import generation, inputs
 from model.loading import unwrap_peft
 from model.results import SamplingConfig
 from train import loop
-from train.config import ConfigError, DataConfig, LoraSettings, ModelConfig, TrainConfig, load_config, option
+from train.config import ConfigError, DataConfig, LoraSettings, ModelConfig, TrainConfig, option, run_cli
 from train.data import micro_seed
 from train.losses import (
     BoxNumberTargets, GroundingInputs, SupervisedBatch, annealed_tau, grounding_loss, gumbel_softmax, straight_through,
@@ -186,4 +186,4 @@ def main(cfg: DJORun) -> dict[str, float]:
 
 
 if __name__ == "__main__":
-    main(load_config(DJORun, sys.argv[1:]))
+    run_cli(main, DJORun, sys.argv[1:])

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 from model.loading import unwrap_peft
 from train import loop
-from train.config import ConfigError, DataConfig, LoraSettings, ModelConfig, TrainConfig, load_config, option
+from train.config import ConfigError, DataConfig, LoraSettings, ModelConfig, TrainConfig, option, run_cli
 from train.losses import BoxNumberTargets, supervised_losses
 from train.supervised import SupervisedData
 
@@ -81,4 +81,4 @@ def main(cfg: PMTPRun) -> dict[str, float]:
 
 
 if __name__ == "__main__":
-    main(load_config(PMTPRun, sys.argv[1:]))
+    run_cli(main, PMTPRun, sys.argv[1:])

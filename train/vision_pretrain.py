@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from train.config import ConfigError, load_config, option
+from train.config import ConfigError, option, run_cli
 from train.shapes.geometry import SHAPES
 from train.shapes.world import COLORS, SceneConfig
 
@@ -206,8 +206,4 @@ def main(run: VisionPretrainRun) -> dict:
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    try:
-        print(json.dumps(main(load_config(VisionPretrainRun))))
-    except ConfigError as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
+    run_cli(lambda cfg: print(json.dumps(main(cfg))), VisionPretrainRun, sys.argv[1:])
