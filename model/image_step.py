@@ -56,10 +56,9 @@ class ImageEmbeddingTable:
     @classmethod
     def for_model(cls, model):
         embeddings, aligner = model.model.generation_embeddings, model.model.generation_aligner
-        if type(embeddings) is not nn.Embedding or not all(
-                _plain_linear_with_bias(m) for m in aligner.modules() if isinstance(m, nn.Linear)):
-            return model.prepare_embeddings_for_image_generation
-        if embeddings.num_embeddings * model.config.text_config.hidden_size > MAX_COPIED_ELEMENTS:
+        plain = type(embeddings) is nn.Embedding and all(
+            _plain_linear_with_bias(m) for m in aligner.modules() if isinstance(m, nn.Linear))
+        if not plain or embeddings.num_embeddings * model.config.text_config.hidden_size > MAX_COPIED_ELEMENTS:
             return model.prepare_embeddings_for_image_generation
         params = list(embeddings.parameters()) + list(aligner.parameters())
         return cached_derivative(aligner, "_echogen_embedding_table", params, lambda: cls(model))

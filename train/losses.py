@@ -64,14 +64,20 @@ def l2i_inputs(tokenizer, special: SpecialTokens, layouts: list[Layout], drop: l
     return inputs.PromptBatch(ids, batch.attention_mask)
 
 
+def _query_tokens(tokenizer, queries: list[tuple[int, str, tuple]], num_image_tokens: int):
+    """(image index, prompt ids, answer ids) per query, as both row layouts below use them."""
+    block = image_block(tokenizer.boi_token, tokenizer.image_token, tokenizer.eoi_token, num_image_tokens)
+    for index, phrase, box in queries:
+        prompt = tokenizer(grounding_prompt(phrase, block)).input_ids  # BOS added like at inference
+        answer = tokenizer(grounding_target(box, tokenizer.eos_token), add_special_tokens=False).input_ids
+        yield index, prompt, answer
+
+
 def grounding_inputs(tokenizer, special: SpecialTokens, queries: list[tuple[int, str, tuple]],
                      num_image_tokens: int, device) -> GroundingInputs:
     """queries: (image index, phrase, 0-1000 box) -> teacher-forcing inputs with answer labels."""
-    block = image_block(tokenizer.boi_token, tokenizer.image_token, tokenizer.eoi_token, num_image_tokens)
     rows, labels = [], []
-    for _, phrase, box in queries:
-        prompt = tokenizer(grounding_prompt(phrase, block)).input_ids  # BOS added like at inference
-        answer = tokenizer(grounding_target(box, tokenizer.eos_token), add_special_tokens=False).input_ids
+    for _, prompt, answer in _query_tokens(tokenizer, queries, num_image_tokens):
         rows.append(prompt + answer)
         labels.append([IGNORE] * len(prompt) + answer)
     width = max(map(len, rows))
@@ -90,11 +96,8 @@ def packed_grounding_inputs(tokenizer, special: SpecialTokens, queries: list[tup
     itself only. Positions restart after the shared start, so every query reads exactly what
     `grounding_inputs` gives it and the loss is the same; the image is run through the LM once
     per image instead of once per query (most of a grounding row is the image)."""
-    block = image_block(tokenizer.boi_token, tokenizer.image_token, tokenizer.eoi_token, num_image_tokens)
     by_image: dict[int, list[tuple[list[int], list[int]]]] = {}
-    for index, phrase, box in queries:
-        prompt = tokenizer(grounding_prompt(phrase, block)).input_ids
-        answer = tokenizer(grounding_target(box, tokenizer.eos_token), add_special_tokens=False).input_ids
+    for index, prompt, answer in _query_tokens(tokenizer, queries, num_image_tokens):
         by_image.setdefault(index, []).append((prompt, answer))
     rows = [_pack_queries(pairs) for pairs in by_image.values()]  # (ids, labels, positions, segments)
     width = max(len(r[0]) for r in rows)
