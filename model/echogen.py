@@ -14,6 +14,7 @@ import torch
 from PIL import Image
 
 from model import generation, inputs
+from model.box_grammar import BoxGrammar
 from model.layout import Layout, clean_phrase
 from model.layout_text import letterbox_denormalize, parse_box
 from model.loading import load_janus, unwrap_peft
@@ -42,20 +43,23 @@ def to_pil(pixels: torch.Tensor) -> list[Image.Image]:
 
 
 class EchoGen:
-    def __init__(self, model, processor, max_batch: int = 16):
+    def __init__(self, model, processor, max_batch: int = 16, constrain_boxes: bool = True):
         self.model = unwrap_peft(model)  # a PeftModel's adapter stays active in place
         self.processor = processor
         self.tokenizer = processor.tokenizer
         self.special = SpecialTokens.from_tokenizer(self.tokenizer)
         self.max_batch = max_batch
+        # grounding answers always parse into a box when the tokenizer allows it (model.box_grammar)
+        self.box_grammar = BoxGrammar.from_tokenizer(self.tokenizer) if constrain_boxes else None
         vq = model.config.vq_config
         self.num_image_tokens = vq.num_patches ** 2
         self.image_size = vq.num_patches * 2 ** (len(vq.channel_multiplier) - 1)
 
     @classmethod
-    def load(cls, path=None, adapter=None, device: str | None = "cpu", dtype=None) -> EchoGen:
+    def load(cls, path=None, adapter=None, device: str | None = "cpu", dtype=None,
+             constrain_boxes: bool = True) -> EchoGen:
         model, processor = load_janus(path, adapter=adapter, device=device, dtype=dtype)
-        return cls(model, processor)
+        return cls(model, processor, constrain_boxes=constrain_boxes)
 
     @property
     def device(self) -> torch.device:
@@ -135,7 +139,7 @@ class EchoGen:
                 inputs_embeds=inputs.embed_prompts(self.model, batch.input_ids, features, index, self.special.image),
                 attention_mask=batch.attention_mask, num_tokens=MAX_GROUNDING_TOKENS,
                 head=generation.text_head(self.model), embed=generation.text_embed(self.model),
-                stop_token=self.special.box_close, fill_token=self.special.pad,
+                stop_token=self.special.box_close, fill_token=self.special.pad, constrain=self.box_grammar,
             )
             out = generation.decode(self.model, request)
             answers += self.tokenizer.batch_decode(out, skip_special_tokens=True)

@@ -41,6 +41,8 @@ class DecodeRequest:
     stop_token: int | None = None  # text decoding: a row stops after writing it
     fill_token: int = 0  # written by rows that already stopped
     row_index: torch.Tensor | None = None  # [R] prompt row of each decode row (shared prefill)
+    # (step, tokens so far [B, step], logits [B, V]) -> logits, before sampling (e.g. model.box_grammar)
+    constrain: Callable[[int, torch.Tensor, torch.Tensor], torch.Tensor] | None = None
 
 
 def filter_logits(logits: torch.Tensor, top_k: int | None, top_p: float | None) -> torch.Tensor:
@@ -108,6 +110,8 @@ def decode(
         logits = request.head(hidden)
         if request.cfg > 1:
             logits = guide(logits, request.cfg)
+        if request.constrain is not None:
+            logits = request.constrain(t, tokens[:, :t], logits)
         token = sample(logits, sampling, generators)
         if request.stop_token is not None:
             token = token.masked_fill(finished, request.fill_token)

@@ -20,14 +20,18 @@ def builtin():
 
 
 @pytest.fixture(scope="module")
-def fresh_ious(builtin):
-    """(model IoUs, IoUs of the best constant box) over the unoccluded objects of fresh scenes."""
+def fresh_scenes():
     from train.shapes.world import SceneConfig
     from train.synth import make_example
 
+    return [make_example(FRESH_SEED, "test", index, SceneConfig(size=128))[1:] for index in range(SCENES)]
+
+
+@pytest.fixture(scope="module")
+def fresh_ious(builtin, fresh_scenes):
+    """(model IoUs, IoUs of the best constant box) over the unoccluded objects of fresh scenes."""
     truths, found = [], []
-    for index in range(SCENES):
-        _, record, image = make_example(FRESH_SEED, "test", index, SceneConfig(size=128))
+    for record, image in fresh_scenes:
         objects = [o for o in record["objects"] if o.get("visible", 1.0) >= 0.95]
         truths += [o["box"] for o in objects]
         found += builtin.ground([image], [[o["phrase"] for o in objects]])[0]
@@ -47,6 +51,29 @@ def test_builtin_grounding_uses_the_image(fresh_ious):
     """Beats the best constant box: the boxes depend on the image and phrase, not on priors alone."""
     model, constant = fresh_ious
     assert model.mean() > constant.mean(), f"mean IoU {model.mean():.3f} vs constant {constant.mean():.3f}"
+
+
+def test_builtin_grounds_a_third_of_fresh_objects(fresh_ious):
+    """A floor under the shipped model (PREVIEW 4 measured 0.375 here), far below the target."""
+    model, _ = fresh_ious
+    assert float(np.mean(model >= 0.5)) >= 0.25
+
+
+def test_builtin_boxes_go_to_the_phrases_object(builtin, fresh_scenes):
+    """In scenes of several objects the box overlaps the asked-for object more than any other
+    one far more often than a phrase-blind guess would (PREVIEW 4: 0.54 vs 0.24)."""
+    own_best, chance = [], []
+    for record, image in fresh_scenes:
+        objects = record["objects"]
+        asked = [o for o in objects if o.get("visible", 1.0) >= 0.95]
+        if len(objects) < 2 or not asked:
+            continue
+        for target, answer in zip(asked, builtin.ground([image], [[o["phrase"] for o in asked]])[0]):
+            ious = [box_iou(o["box"], answer.box) if answer.valid else 0.0 for o in objects]
+            own_best.append(answer.valid and int(np.argmax(ious)) == objects.index(target))
+            chance.append(1 / len(objects))
+    assert len(own_best) >= 20
+    assert np.mean(own_best) >= np.mean(chance) + 0.15, f"{np.mean(own_best):.2f} vs chance {np.mean(chance):.2f}"
 
 
 @pytest.mark.xfail(strict=True, reason="issue 5: the shipped model is not yet trained to the grounding target")

@@ -1,5 +1,7 @@
 """The recipe's results table: cells come from the eval JSONs, missing metrics show as '-'."""
 
+import pytest
+
 from train.recipes import shapes_table
 
 
@@ -18,7 +20,9 @@ def test_no_finished_model_is_a_clear_error(tmp_path, capsys):
     assert "no finished stage model" in capsys.readouterr().err
 
 
-def test_recipe_warm_start_skips_vq_and_init_and_pretrains_the_given_models_encoder(tmp_path, monkeypatch):
+@pytest.fixture
+def recipe_calls(monkeypatch):
+    """The recipe's steps recorded instead of run: step names, ("vision", start), stage argvs."""
     from train.recipes import shapes
 
     calls = []
@@ -37,9 +41,35 @@ def test_recipe_warm_start_skips_vq_and_init_and_pretrains_the_given_models_enco
 
     monkeypatch.setattr("importlib.import_module", lambda name: FakeStage)
     monkeypatch.setattr(shapes, "load_config", lambda cls, argv: argv)
+    return calls
+
+
+def test_recipe_warm_start_skips_vq_and_init_and_pretrains_the_given_models_encoder(tmp_path, recipe_calls):
+    from train.recipes import shapes
+
     warm = tmp_path / "earlier-model"
     assert shapes.main(["--out", str(tmp_path / "run"), "--until", "pmtp", "--warm-start", str(warm)]) == 0
+    calls = recipe_calls
     assert calls[:2] == ["data", ("vision", warm)] and "vq" not in calls and "init" not in calls
     argv = calls[2]
     assert argv[argv.index("--config") + 1].endswith("train/configs/shapes/pmtp_warm.yaml")
     assert argv[argv.index("--model.path") + 1] == str(tmp_path / "run" / "vision")
+
+
+def test_recipe_continue_skips_the_vision_step_and_trains_the_given_model(tmp_path, recipe_calls):
+    from train.recipes import shapes
+
+    earlier = tmp_path / "earlier-model"
+    assert shapes.main(["--out", str(tmp_path / "run"), "--until", "pmtp", "--continue", str(earlier)]) == 0
+    assert recipe_calls[0] == "data" and len(recipe_calls) == 2  # no vq, init or vision step
+    argv = recipe_calls[1]
+    assert argv[argv.index("--config") + 1].endswith("train/configs/shapes/pmtp_continue.yaml")
+    assert argv[argv.index("--model.path") + 1] == str(earlier)
+
+
+def test_recipe_refuses_warm_start_and_continue_together(tmp_path, capsys):
+    from train.recipes import shapes
+
+    with pytest.raises(SystemExit) as exit_info:
+        shapes.main(["--out", str(tmp_path), "--warm-start", "a", "--continue", "b"])
+    assert exit_info.value.code == 2 and "not both" in capsys.readouterr().err

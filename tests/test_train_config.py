@@ -46,6 +46,7 @@ def test_a_partial_section_keeps_the_stage_defaults(tmp_path):
     (["--train.max_steps", "0"], "max_steps must be >= 1"),
     (["--model.dtype", "int8"], "model.dtype"),
     (["--pmtp.caption_dropout", "1.5"], "caption_dropout"),
+    (["--pmtp.number_noise", "2"], "number_noise"),
     (["--model.merge_adapter"], "needs model.adapter"),
     (["--model.init_tiny"], "needs model.path"),
 ])
@@ -57,6 +58,8 @@ def test_bad_values_are_rejected_with_the_field_name(args, message):
 def test_stage_sections_validate():
     with pytest.raises(ConfigError, match="rollout"):
         load_config(DJORun, ["--djo.rollout", "sideways"])
+    with pytest.raises(ConfigError, match="djo.number_noise"):
+        load_config(DJORun, ["--djo.number_noise", "-0.1"])
     with pytest.raises(ConfigError, match="group_size"):
         load_config(CycleRLRun, ["--rl.group_size", "1"])
     with pytest.raises(ConfigError, match="temperature"):
@@ -109,7 +112,8 @@ def test_shipped_stage_configs_load(path):
 
         assert load_config(VisionPretrainRun, ["--config", str(path)]).vision.steps > 0
         return
-    stage = {"pmtp": PMTPRun, "pmtp_warm": PMTPRun, "djo": DJORun, "cycle_rl": CycleRLRun}[path.stem]
+    stage = {"pmtp": PMTPRun, "pmtp_warm": PMTPRun, "pmtp_continue": PMTPRun, "djo": DJORun,
+             "cycle_rl": CycleRLRun}[path.stem]
     cfg = load_config(stage, ["--config", str(path)])
     assert cfg.train.output_dir.startswith("runs/")
 

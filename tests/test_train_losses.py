@@ -248,20 +248,57 @@ def test_box_number_loss_rewards_near_misses():
                                torch.nn.functional.cross_entropy(logits, torch.tensor([other, other])))
 
 
+class DigitTokenizer:
+    """A tokenizer that spells numbers digit by digit (as Janus-Pro's does)."""
+
+    vocab = {str(d): d for d in range(10)} | {"<box>": 10}
+
+    def __len__(self):
+        return len(self.vocab)
+
+    def get_vocab(self):
+        return self.vocab
+
+    def convert_tokens_to_string(self, tokens):
+        return "".join(tokens)
+
+
 def test_box_number_targets_refuse_digit_splitting_tokenizers():
     from train.losses import BoxNumberTargets
 
-    class DigitTokenizer:
-        vocab = {str(d): d for d in range(10)} | {"<box>": 10}
-
-        def __len__(self):
-            return len(self.vocab)
-
-        def get_vocab(self):
-            return self.vocab
-
-        def convert_tokens_to_string(self, tokens):
-            return "".join(tokens)
-
     with pytest.raises(ValueError, match="whole-number"):
         BoxNumberTargets.from_tokenizer(DigitTokenizer(), sigma=10.0)
+
+
+def test_scrambled_teacher_forcing_swaps_answer_numbers_only():
+    from train.losses import number_vocab, scramble_box_numbers
+
+    tokenizer = _shipped_tokenizer()
+    special = SpecialTokens.from_tokenizer(tokenizer)
+    values, spaced = number_vocab(tokenizer)
+    # the phrase holds numbers too: only the answer's numbers may change
+    queries = [(0, "12 red circles", (100, 200, 300, 400)), (0, "blue star", (5, 6, 7, 8)), (1, "circle", (1, 2, 3, 4))]
+    batch = packed_grounding_inputs(tokenizer, special, queries, 4, "cpu")
+    answer_numbers = (batch.labels != IGNORE) & (values[batch.input_ids] >= 0)
+    assert int(answer_numbers.sum()) == 12
+
+    same = scramble_box_numbers(batch, np.random.default_rng(0), values, spaced, 0.0)
+    assert torch.equal(same.input_ids, batch.input_ids)
+    noisy = scramble_box_numbers(batch, np.random.default_rng(0), values, spaced, 1.0)
+    changed = noisy.input_ids != batch.input_ids
+    assert changed.any() and not (changed & ~answer_numbers).any()
+    assert torch.equal(noisy.labels, batch.labels)  # the targets stay the true box
+    swapped = noisy.input_ids[answer_numbers]
+    assert (values[swapped] >= 0).all()  # still numbers, spelled like the ones they replace
+    assert torch.equal(spaced[swapped], spaced[batch.input_ids[answer_numbers]])
+    half = scramble_box_numbers(batch, np.random.default_rng(1), values, spaced, 0.5)
+    assert 0 < int((half.input_ids != batch.input_ids).sum()) < 12
+
+
+def test_noisy_teacher_forcing_needs_whole_number_tokens():
+    from train.config import ConfigError
+    from train.losses import scrambler
+
+    assert scrambler(DigitTokenizer(), 0.0, "pmtp.number_noise") is None  # off: nothing to check
+    with pytest.raises(ConfigError, match="pmtp.number_noise: needs a tokenizer with whole-number tokens"):
+        scrambler(DigitTokenizer(), 0.5, "pmtp.number_noise")

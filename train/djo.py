@@ -42,7 +42,7 @@ from train.config import ConfigError, DataConfig, LoraSettings, ModelConfig, Tra
 from train.data import micro_seed
 from train.losses import (
     BoxNumberTargets, GroundingInputs, SupervisedBatch, annealed_tau, grounding_loss, gumbel_softmax, straight_through,
-    supervised_losses, to_siglip,
+    scrambler, supervised_losses, to_siglip,
 )
 from train.supervised import SupervisedData
 
@@ -64,6 +64,8 @@ class DJOConfig:
     cfg: float = option("guidance of the logits images are drawn from (1 = conditional only)", default=1.0)
     box_sigma: float = option("soft targets for whole-number box tokens in both grounding losses "
                               "(as pmtp.box_sigma); 0 = plain CE", default=0.0)
+    number_noise: float = option("noisy teacher forcing of both grounding losses (as pmtp.number_noise); 0 = "
+                                 "clean", default=0.0)
 
     def __post_init__(self):
         if self.rollout not in ROLLOUTS:
@@ -76,6 +78,8 @@ class DJOConfig:
             raise ConfigError("need djo.cfg >= 1 and djo.caption_dropout in [0, 1)")
         if self.box_sigma < 0:
             raise ConfigError(f"djo.box_sigma must be >= 0, got {self.box_sigma}")
+        if not 0.0 <= self.number_noise <= 1.0:
+            raise ConfigError(f"djo.number_noise must be in [0, 1], got {self.number_noise}")
         if self.rollout == "autoregressive" and not self.hard:
             raise ConfigError("the autoregressive rollout samples hard tokens: set djo.hard true")
 
@@ -167,7 +171,8 @@ def djo_losses(model, batch: DJOBatch, cfg: DJOConfig, image_processor, numbers:
 def build(run: loop.Run):
     """(make_batch, loss_fn, validate) of stage 2 for `run`."""
     cfg = run.cfg.djo
-    data = SupervisedData(run, cfg.caption_dropout)
+    scramble = scrambler(run.processor.tokenizer, cfg.number_noise, "djo.number_noise")
+    data = SupervisedData(run, cfg.caption_dropout, scramble)
     numbers = BoxNumberTargets.from_config(run.processor.tokenizer, cfg.box_sigma, "djo.box_sigma")
 
     def make_batch(step, micro):

@@ -15,6 +15,8 @@ LoRA layers sit in place inside it).
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import math
 from dataclasses import dataclass
 
@@ -23,6 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from model import generation, inputs
+from model.box_grammar import number_vocab
 from model.layout import Layout
 from model.layout_text import normalize_box
 from model.prompts import grounding_prompt, grounding_target, image_block, l2i_prompt
@@ -164,6 +167,45 @@ def token_cross_entropy(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Ten
     return F.cross_entropy(logits.float().flatten(0, 1), tokens.flatten())
 
 
+def number_vocab_for(tokenizer, option_name: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """`number_vocab`, or a ConfigError naming the option that needs it."""
+    from train.config import ConfigError
+
+    try:
+        return number_vocab(tokenizer)
+    except ValueError as error:
+        raise ConfigError(f"{option_name}: {error}") from None
+
+
+def scramble_box_numbers(batch: GroundingInputs, rng: np.random.Generator, values: torch.Tensor,
+                         spaced: torch.Tensor, share: float) -> GroundingInputs:
+    """Teacher forcing with noise: each box number an answer feeds back as input is swapped, with
+    probability `share`, for a random number token of the same spelling; the labels stay.
+
+    With clean teacher forcing a small model can read y1, x2, y2 off the true earlier numbers (the
+    object whose left edge is x1) and never learns to find the phrase's object, which it must do
+    for x1 at inference: the built-in model wrote the left edge of all objects for x1 and the rest
+    right only given the true x1. Noisy inputs make every coordinate come from the phrase and
+    the image. Not in the paper. values, spaced: `number_vocab`."""
+    if share <= 0:
+        return batch
+    ids = batch.input_ids.cpu().clone()  # [S, L]
+    is_number = (batch.labels.cpu() != IGNORE) & (values[ids] >= 0)
+    swap = is_number & torch.from_numpy(rng.random(ids.shape) < share)
+    kinds = [torch.nonzero((values >= 0) & (spaced == flag)).flatten().numpy() for flag in (False, True)]
+    for row, col in torch.nonzero(swap).tolist():
+        ids[row, col] = int(rng.choice(kinds[int(spaced[ids[row, col]])]))
+    return dataclasses.replace(batch, input_ids=ids.to(batch.input_ids.device))
+
+
+def scrambler(tokenizer, share: float, option_name: str):
+    """`scramble_box_numbers` bound to this tokenizer's numbers and `share` (None for share 0)."""
+    if share <= 0:
+        return None
+    values, spaced = number_vocab_for(tokenizer, option_name)
+    return functools.partial(scramble_box_numbers, values=values, spaced=spaced, share=share)
+
+
 @dataclass
 class BoxNumberTargets:
     """Soft targets for box coordinates written as whole-number tokens ("123", " 456").
@@ -180,28 +222,14 @@ class BoxNumberTargets:
 
     @classmethod
     def from_tokenizer(cls, tokenizer, sigma: float) -> "BoxNumberTargets":
-        values = torch.full((len(tokenizer),), -1, dtype=torch.long)
-        spaced = torch.zeros(len(tokenizer), dtype=torch.bool)
-        for token, index in tokenizer.get_vocab().items():
-            text = tokenizer.convert_tokens_to_string([token])
-            digits = text.lstrip(" ")
-            if digits.isascii() and digits.isdigit() and int(digits) <= 1000 and len(text) - len(digits) <= 1:
-                values[index], spaced[index] = int(digits), text != digits
-        if int((values > 9).sum()) < 20:
-            raise ValueError("box number smoothing needs a tokenizer with whole-number tokens (this one splits digits)")
-        return cls(values, spaced, sigma)
+        return cls(*number_vocab(tokenizer), sigma)
 
     @classmethod
     def from_config(cls, tokenizer, sigma: float, option_name: str) -> "BoxNumberTargets | None":
         """None for sigma 0 (plain CE); ConfigError naming `option_name` for an unsuitable tokenizer."""
-        from train.config import ConfigError
-
         if sigma <= 0:
             return None
-        try:
-            return cls.from_tokenizer(tokenizer, sigma)
-        except ValueError as error:
-            raise ConfigError(f"{option_name}: {error}") from None
+        return cls(*number_vocab_for(tokenizer, option_name), sigma)
 
     def loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Mean soft-target CE of targets [K] under logits [K, V]; non-number targets stay one-hot."""
@@ -271,11 +299,17 @@ def annealed_tau(step: int, tau0: float, tau_min: float, rate: float) -> float:
 
 
 def supervised_losses(model, batch: SupervisedBatch, l2i_weight: float, grounding_weight: float,
-                      numbers: BoxNumberTargets | None = None):
-    """Stage 1's loss on one batch: (weighted sum, {l2i_loss, grounding_loss}, L2I logits [B, T, V])."""
-    logits = l2i_logits(model, batch.l2i, batch.image_tokens)
-    l2i = token_cross_entropy(logits, batch.image_tokens)
-    features = inputs.image_features(model, batch.pixels)  # [B, P, D]
-    ground = grounding_loss(model, batch.grounding, features, numbers)
-    loss = l2i_weight * l2i + grounding_weight * ground
-    return loss, {"l2i_loss": l2i.detach(), "grounding_loss": ground.detach()}, logits
+                      numbers: BoxNumberTargets | None = None, need_logits: bool = True):
+    """Stage 1's loss on one batch: (weighted sum, {l2i_loss, grounding_loss}, L2I logits [B, T, V]).
+
+    A task weighted 0 is not run (its loss is not logged), unless `need_logits` asks for the L2I logits."""
+    stats, loss, logits = {}, 0.0, None
+    if l2i_weight > 0 or need_logits:
+        logits = l2i_logits(model, batch.l2i, batch.image_tokens)
+        l2i = token_cross_entropy(logits, batch.image_tokens)
+        loss, stats["l2i_loss"] = l2i_weight * l2i, l2i.detach()
+    if grounding_weight > 0:
+        features = inputs.image_features(model, batch.pixels)  # [B, P, D]
+        ground = grounding_loss(model, batch.grounding, features, numbers)
+        loss, stats["grounding_loss"] = loss + grounding_weight * ground, ground.detach()
+    return loss, stats, logits

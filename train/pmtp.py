@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from model.loading import unwrap_peft
 from train import loop
 from train.config import ConfigError, DataConfig, LoraSettings, ModelConfig, TrainConfig, option, run_cli
-from train.losses import BoxNumberTargets, supervised_losses
+from train.losses import BoxNumberTargets, scrambler, supervised_losses
 from train.supervised import SupervisedData
 
 logger = logging.getLogger(__name__)
@@ -41,12 +41,17 @@ class PMTPConfig:
     box_sigma: float = option("soft targets for whole-number box tokens: Gaussian std in 0-1000 units; 0 = plain "
                               "CE (the paper). Needs a tokenizer with number tokens, like the built-in model's",
                               default=0.0)
+    number_noise: float = option("share of the box numbers fed back in grounding answers swapped for random ones "
+                                 "(labels stay), so every coordinate is found from the phrase; 0 = clean teacher "
+                                 "forcing (the paper). Needs whole-number tokens", default=0.0)
 
     def __post_init__(self):
         if self.l2i_weight < 0 or self.grounding_weight < 0 or self.l2i_weight + self.grounding_weight == 0:
             raise ConfigError("pmtp loss weights must be >= 0 and not both 0")
         if not 0.0 <= self.caption_dropout < 1.0:
             raise ConfigError(f"pmtp.caption_dropout must be in [0, 1), got {self.caption_dropout}")
+        if not 0.0 <= self.number_noise <= 1.0:
+            raise ConfigError(f"pmtp.number_noise must be in [0, 1], got {self.number_noise}")
         if self.box_sigma < 0:
             raise ConfigError(f"pmtp.box_sigma must be >= 0, got {self.box_sigma}")
 
@@ -63,12 +68,13 @@ class PMTPRun:
 def build(run: loop.Run):
     """(make_batch, loss_fn, validate) of stage 1 for `run`."""
     weights = run.cfg.pmtp
-    data = SupervisedData(run, weights.caption_dropout)
+    data = SupervisedData(run, weights.caption_dropout,
+                          scrambler(run.processor.tokenizer, weights.number_noise, "pmtp.number_noise"))
     numbers = BoxNumberTargets.from_config(run.processor.tokenizer, weights.box_sigma, "pmtp.box_sigma")
 
     def loss_fn(model, batch):
         loss, stats, _ = supervised_losses(unwrap_peft(model), batch, weights.l2i_weight, weights.grounding_weight,
-                                           numbers)
+                                           numbers, need_logits=False)
         return loss, stats
 
     return data.batch, loss_fn, data.validate

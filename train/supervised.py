@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import logging
+from typing import Callable
 
 import numpy as np
 
 from train.data import ensure_data, micro_batch_indices, micro_seed, read_records
-from train.losses import SupervisedBatch, supervised_batch
+from train.losses import GroundingInputs, SupervisedBatch, supervised_batch
 from train.validation import validate
 from train.vq_cache import load_or_encode
 
@@ -17,7 +18,8 @@ logger = logging.getLogger(__name__)
 class SupervisedData:
     """Built once per run (`run` is a `train.loop.Run`); `batch(step, micro)` is deterministic."""
 
-    def __init__(self, run, caption_dropout: float):
+    def __init__(self, run, caption_dropout: float,
+                 scramble: Callable[[GroundingInputs, np.random.Generator], GroundingInputs] | None = None):
         cfg, acc = run.cfg, run.accelerator
         with acc.main_process_first():  # one process writes data and cache, the others read them
             data_dir = ensure_data(cfg.data.data_dir, cfg.data.synth_if_missing, cfg.data.synth_size)
@@ -27,7 +29,7 @@ class SupervisedData:
         with acc.main_process_first():
             self.tokens = load_or_encode(run.janus, run.processor.image_processor, self.records,
                                          cfg.data.vq_cache_dir or data_dir / "vq_cache")  # [N, T]
-        self.run, self.caption_dropout = run, caption_dropout
+        self.run, self.caption_dropout, self.scramble = run, caption_dropout, scramble
         self.num_features = run.janus.config.vision_config.num_image_tokens  # SigLIP tokens per image
         self.dtype = next(run.janus.parameters()).dtype
         logger.info("%d training records, %d validation layouts", len(self.records), len(self.val_layouts))
@@ -37,9 +39,12 @@ class SupervisedData:
         idx = micro_batch_indices(len(self.records), tc.seed, step, micro, tc.grad_accum, tc.batch_size,
                                   run.rank, run.world)
         rng = np.random.default_rng(micro_seed(tc.seed, step, micro, run.rank))
-        return supervised_batch([self.records[i] for i in idx], self.tokens[idx], run.processor, run.special, rng,
-                                self.caption_dropout, run.cfg.data.max_phrases, self.num_features, run.device,
-                                self.dtype)
+        batch = supervised_batch([self.records[i] for i in idx], self.tokens[idx], run.processor, run.special, rng,
+                                 self.caption_dropout, run.cfg.data.max_phrases, self.num_features, run.device,
+                                 self.dtype)
+        if self.scramble is not None:  # e.g. train.losses.scramble_box_numbers
+            batch.grounding = self.scramble(batch.grounding, rng)
+        return batch
 
     def validate(self, step: int) -> None:
         validate(self.run.janus, self.run.processor, self.val_layouts, step, self.run.metrics)

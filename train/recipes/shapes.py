@@ -16,7 +16,8 @@ stages themselves resume from their last `checkpoint-{step}`):
   rl     stage 3, Cycle RL                     (train/configs/shapes/cycle_rl.yaml)
 `--warm-start DIR` continues from an earlier built-in model instead: the vq and init steps are
 skipped (DIR has its VQ), the vision step pre-trains DIR's encoder, and stage 1 starts from
-that with train/configs/shapes/pmtp_warm.yaml.
+that with train/configs/shapes/pmtp_warm.yaml. `--continue DIR` skips the vision step too:
+stage 1 goes on from DIR as it is, with train/configs/shapes/pmtp_continue.yaml.
 Extra `--set section.field=value` overrides go to every training stage (e.g. a shorter
 `train.max_steps` for a quick preview). `--export DIR` copies the last finished stage's model.
 """
@@ -81,7 +82,8 @@ def stage_dir(out: Path, step: str) -> Path:
     return out / {"pmtp": "pmtp", "djo": "djo", "rl": "cycle_rl"}[step]
 
 
-def run_stage(out: Path, data: Path, step: str, overrides: list[str], warm_start: Path | None = None) -> None:
+def run_stage(out: Path, data: Path, step: str, overrides: list[str], warm_start: Path | None = None,
+              continue_from: Path | None = None) -> None:
     import importlib
 
     module_name, config, previous = STAGES[step]
@@ -90,6 +92,8 @@ def run_stage(out: Path, data: Path, step: str, overrides: list[str], warm_start
     start = out / previous
     if step == "pmtp" and warm_start is not None:
         config = "train/configs/shapes/pmtp_warm.yaml"
+    if step == "pmtp" and continue_from is not None:
+        config, start = "train/configs/shapes/pmtp_continue.yaml", continue_from
     module = importlib.import_module(module_name)
     run_cls = next(v for k, v in vars(module).items() if k.endswith("Run") and isinstance(v, type))
     argv = ["--config", str(ROOT / config), "--model.path", str(start),
@@ -128,15 +132,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--export", default=None, help="copy the last finished model to this dir")
     parser.add_argument("--warm-start", default=None, metavar="DIR",
                         help="start stage 1 from this earlier built-in model (skips vq and init)")
+    parser.add_argument("--continue", dest="continue_from", default=None, metavar="DIR",
+                        help="go on training this earlier built-in model in stage 1 (skips vq, init and vision)")
     args = parser.parse_args(argv)
+    if args.warm_start and args.continue_from:
+        parser.error("give --warm-start or --continue, not both")
+    earlier = args.warm_start or args.continue_from
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     out, data = Path(args.out), Path(args.data)
     for step in STEPS[: STEPS.index(args.until) + 1]:
         logger.info("recipe step: %s", step)
         if step == "data":
             run_data(out, data, args.n_train)
-        elif step in ("vq", "init") and args.warm_start:
-            logger.info("skipped: warm start from %s", args.warm_start)
+        elif step in ("vq", "init") and earlier or step == "vision" and args.continue_from:
+            logger.info("skipped: stage 1 starts from %s", earlier)
         elif step == "vq":
             run_vq(out, args.vq_steps)
         elif step == "init":
@@ -144,7 +153,8 @@ def main(argv: list[str] | None = None) -> int:
         elif step == "vision":
             run_vision(out, Path(args.warm_start) if args.warm_start else out / "init")
         else:
-            run_stage(out, data, step, args.set, Path(args.warm_start) if args.warm_start else None)
+            run_stage(out, data, step, args.set, Path(args.warm_start) if args.warm_start else None,
+                      Path(args.continue_from) if args.continue_from else None)
     if args.export:
         export(last_model(out), Path(args.export))
     return 0
