@@ -64,6 +64,10 @@ class BoxGrammar:
         allowed[X1], allowed[Y1], allowed[X2], allowed[Y2] = unspaced, spaced_numbers, spaced_numbers, spaced_numbers
         if not all(allowed[step].any() for step in range(STEPS)):
             return None
+        # the grammar must be how the tokenizer itself writes an answer, one token per number
+        sample = tokenizer("[123, 456, 789, 1000]" + BOX_CLOSE, add_special_tokens=False).input_ids
+        if len(sample) != STEPS or not all(allowed[step, token] for step, token in enumerate(sample)):
+            return None
         return cls(allowed, values)
 
     def __call__(self, step: int, tokens: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:

@@ -55,3 +55,22 @@ def test_random_model_answers_always_parse_with_the_grammar_and_not_without(tiny
         assert g.valid and parsed.box is not None
         x1, y1, x2, y2 = parsed.box
         assert x1 < x2 and y1 < y2
+
+
+def test_no_grammar_when_the_tokenizer_does_not_write_numbers_as_single_tokens():
+    """Number tokens in the vocabulary are not enough: its encoding must use them."""
+    tokenizer = shipped_tokenizer()
+
+    class DigitWriter:  # the same vocabulary, but encodes "123" digit by digit
+        def __getattr__(self, name):
+            return getattr(tokenizer, name)
+
+        def __len__(self):
+            return len(tokenizer)
+
+        def __call__(self, text, **kwargs):
+            spaced = " ".join(text) if any(c.isdigit() for c in text) else text
+            return tokenizer(spaced, **kwargs)
+
+    assert BoxGrammar.from_tokenizer(tokenizer) is not None
+    assert BoxGrammar.from_tokenizer(DigitWriter()) is None
