@@ -192,9 +192,10 @@ def scramble_box_numbers(batch: GroundingInputs, rng: np.random.Generator, value
     ids = batch.input_ids.cpu().clone()  # [S, L]
     is_number = (batch.labels.cpu() != IGNORE) & (values[ids] >= 0)
     swap = is_number & torch.from_numpy(rng.random(ids.shape) < share)
-    kinds = [torch.nonzero((values >= 0) & (spaced == flag)).flatten().numpy() for flag in (False, True)]
-    for row, col in torch.nonzero(swap).tolist():
-        ids[row, col] = int(rng.choice(kinds[int(spaced[ids[row, col]])]))
+    for flag in (False, True):  # unspaced x1, spaced y1 / x2 / y2
+        where = swap & (spaced[ids] == flag)
+        kind = torch.nonzero((values >= 0) & (spaced == flag)).flatten()  # the number tokens of this spelling
+        ids[where] = kind[torch.from_numpy(rng.integers(0, len(kind), int(where.sum())))]
     return dataclasses.replace(batch, input_ids=ids.to(batch.input_ids.device))
 
 

@@ -82,18 +82,17 @@ def stage_dir(out: Path, step: str) -> Path:
     return out / {"pmtp": "pmtp", "djo": "djo", "rl": "cycle_rl"}[step]
 
 
-def run_stage(out: Path, data: Path, step: str, overrides: list[str], warm_start: Path | None = None,
-              continue_from: Path | None = None) -> None:
+def run_stage(out: Path, data: Path, step: str, overrides: list[str],
+              stage1: tuple[str, Path] | None = None) -> None:
+    """Run one training stage; `stage1` = (config, start model) replaces stage 1's defaults."""
     import importlib
 
     module_name, config, previous = STAGES[step]
     if (stage_dir(out, step) / "final" / "model" / "config.json").is_file():
         return
     start = out / previous
-    if step == "pmtp" and warm_start is not None:
-        config = "train/configs/shapes/pmtp_warm.yaml"
-    if step == "pmtp" and continue_from is not None:
-        config, start = "train/configs/shapes/pmtp_continue.yaml", continue_from
+    if step == "pmtp" and stage1 is not None:
+        config, start = stage1
     module = importlib.import_module(module_name)
     run_cls = next(v for k, v in vars(module).items() if k.endswith("Run") and isinstance(v, type))
     argv = ["--config", str(ROOT / config), "--model.path", str(start),
@@ -140,6 +139,11 @@ def main(argv: list[str] | None = None) -> int:
     earlier = args.warm_start or args.continue_from
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     out, data = Path(args.out), Path(args.data)
+    stage1 = None
+    if args.warm_start:
+        stage1 = ("train/configs/shapes/pmtp_warm.yaml", out / STAGES["pmtp"][2])
+    elif args.continue_from:
+        stage1 = ("train/configs/shapes/pmtp_continue.yaml", Path(args.continue_from))
     for step in STEPS[: STEPS.index(args.until) + 1]:
         logger.info("recipe step: %s", step)
         if step == "data":
@@ -153,8 +157,7 @@ def main(argv: list[str] | None = None) -> int:
         elif step == "vision":
             run_vision(out, Path(args.warm_start) if args.warm_start else out / "init")
         else:
-            run_stage(out, data, step, args.set, Path(args.warm_start) if args.warm_start else None,
-                      Path(args.continue_from) if args.continue_from else None)
+            run_stage(out, data, step, args.set, stage1)
     if args.export:
         export(last_model(out), Path(args.export))
     return 0
