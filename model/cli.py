@@ -16,6 +16,7 @@ from typing import Any, Iterator
 from model.images import ImageInputError, open_image
 from model.layout import LayoutError, load_layouts
 from model.loading import ModelLoadError
+from model.results import GROUNDING_BEAMS
 
 EXIT_BAD_INPUT = 2
 
@@ -41,6 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--temperature", type=float, default=1.0, help="sampling temperature, 0 = greedy (default: 1)")
     common.add_argument("--top-k", type=int, default=None, help="sample among the k likeliest image tokens")
     common.add_argument("--top-p", type=float, default=None, help="nucleus sampling mass in (0, 1]")
+    common.add_argument("--beams", type=int, default=GROUNDING_BEAMS,
+                        help=f"beam width of grounding answers, 1 = greedy (default: {GROUNDING_BEAMS})")
     common.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
 
     parser = _Parser(prog="python -m model", description=__doc__.splitlines()[0])
@@ -127,7 +130,8 @@ def run(args) -> Iterator[dict[str, Any]]:
     if args.command == "ground":
         requests = _ground_requests(args)
         images = [open_image(path) for path, _ in requests]  # fail on bad input before loading the model
-        eg = EchoGen.load(args.model, adapter=args.adapter, device=args.device, dtype=args.dtype)
+        eg = EchoGen.load(args.model, adapter=args.adapter, device=args.device, dtype=args.dtype,
+                          grounding_beams=args.beams)
         for (path, _), image, found in zip(requests, images, eg.ground(images, [p for _, p in requests])):
             yield {"image": path, "width": image.width, "height": image.height,
                    "objects": [{"phrase": g.phrase, "box": _round(g.box), "valid": g.valid} for g in found]}
@@ -135,7 +139,8 @@ def run(args) -> Iterator[dict[str, Any]]:
     layouts = load_layouts(args.layout)
     num_images = _num_images(args.num_images)
     out = _out_dir(args.out) if args.out else None
-    eg = EchoGen.load(args.model, adapter=args.adapter, device=args.device, dtype=args.dtype)
+    eg = EchoGen.load(args.model, adapter=args.adapter, device=args.device, dtype=args.dtype,
+                          grounding_beams=args.beams)
     for i, layout in enumerate(layouts):
         for warning in layout.warnings:
             logging.warning("layout %d: %s", i, warning)

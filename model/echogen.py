@@ -20,7 +20,7 @@ from model.layout_text import letterbox_denormalize, parse_box
 from model.loading import load_janus, unwrap_peft
 from model.metrics import cycle_score
 from model.prompts import grounding_prompt, image_block, l2i_prompt
-from model.results import CycleCandidate, CycleResult, Grounding, SamplingConfig
+from model.results import GROUNDING_BEAMS, CycleCandidate, CycleResult, Grounding, SamplingConfig
 from model.tokens import SpecialTokens
 
 logger = logging.getLogger(__name__)
@@ -43,7 +43,8 @@ def to_pil(pixels: torch.Tensor) -> list[Image.Image]:
 
 
 class EchoGen:
-    def __init__(self, model, processor, max_batch: int = 16, constrain_boxes: bool = True):
+    def __init__(self, model, processor, max_batch: int = 16, constrain_boxes: bool = True,
+                 grounding_beams: int = GROUNDING_BEAMS):
         self.model = unwrap_peft(model)  # a PeftModel's adapter stays active in place
         self.processor = processor
         self.tokenizer = processor.tokenizer
@@ -51,15 +52,18 @@ class EchoGen:
         self.max_batch = max_batch
         # grounding answers always parse into a box when the tokenizer allows it (model.box_grammar)
         self.box_grammar = BoxGrammar.from_tokenizer(self.tokenizer) if constrain_boxes else None
+        if grounding_beams < 1:
+            raise ValueError(f"grounding_beams must be >= 1, got {grounding_beams}")
+        self.grounding_beams = grounding_beams  # beam width of grounding answers; 1: greedy
         vq = model.config.vq_config
         self.num_image_tokens = vq.num_patches ** 2
         self.image_size = vq.num_patches * 2 ** (len(vq.channel_multiplier) - 1)
 
     @classmethod
     def load(cls, path=None, adapter=None, device: str | None = "cpu", dtype=None,
-             constrain_boxes: bool = True) -> EchoGen:
+             constrain_boxes: bool = True, grounding_beams: int = GROUNDING_BEAMS) -> EchoGen:
         model, processor = load_janus(path, adapter=adapter, device=device, dtype=dtype)
-        return cls(model, processor, constrain_boxes=constrain_boxes)
+        return cls(model, processor, constrain_boxes=constrain_boxes, grounding_beams=grounding_beams)
 
     @property
     def device(self) -> torch.device:
@@ -140,6 +144,7 @@ class EchoGen:
                 attention_mask=batch.attention_mask, num_tokens=MAX_GROUNDING_TOKENS,
                 head=generation.text_head(self.model), embed=generation.text_embed(self.model),
                 stop_token=self.special.box_close, fill_token=self.special.pad, constrain=self.box_grammar,
+                beams=self.grounding_beams,
             )
             out = generation.decode(self.model, request)
             answers += self.tokenizer.batch_decode(out, skip_special_tokens=True)

@@ -9,7 +9,8 @@ same pieces instead of a second loop:
   input embeddings and as pixels, so gradients flow through sampled images (DJO).
 
 Sampling draws each row from its own `torch.Generator`, so candidate k of a layout is the same
-image whatever else shares its batch.
+image whatever else shares its batch. Grounding answers can instead be beam-searched
+(`DecodeRequest.beams`): the answer with the highest total log-probability wins.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ class DecodeRequest:
     row_index: torch.Tensor | None = None  # [R] prompt row of each decode row (shared prefill)
     # (step, tokens so far [B, step], logits [B, V]) -> logits, before sampling (e.g. model.box_grammar)
     constrain: Callable[[int, torch.Tensor, torch.Tensor], torch.Tensor] | None = None
+    beams: int = 1  # > 1: beam search (greedy, no CFG): each prompt row keeps this many hypotheses
 
 
 def filter_logits(logits: torch.Tensor, top_k: int | None, top_p: float | None) -> torch.Tensor:
@@ -87,7 +89,9 @@ def decode(
 
     `model` is a JanusForConditionalGeneration (LoRA layers injected in place also work).
     With `request.row_index`, the prompt rows are prefilled once and fanned out to the
-    decode rows (N candidates of one layout share one prefill)."""
+    decode rows (N candidates of one layout share one prefill). With `request.beams` = W > 1,
+    each decode row is searched as W hypotheses and its best one comes back."""
+    width = beam_width(request, sampling)
     lm = model.model.language_model
     mask = request.attention_mask
     positions = position_ids(mask)
@@ -99,20 +103,30 @@ def decode(
         position_ids=positions, past_key_values=cache, use_cache=True,
     )
     hidden = out.last_hidden_state[:, -1]  # [R, D]
-    if request.row_index is not None:
-        cache.batch_select_indices(request.row_index)
-        hidden, positions, mask = hidden[request.row_index], positions[request.row_index], mask[request.row_index]
+    row_index = request.row_index
+    if width > 1:  # W copies of every decode row: hypotheses b*W .. b*W + W-1
+        row_index = torch.arange(hidden.shape[0], device=hidden.device) if row_index is None else row_index
+        row_index = row_index.repeat_interleave(width)
+    if row_index is not None:
+        cache.batch_select_indices(row_index)
+        hidden, positions, mask = hidden[row_index], positions[row_index], mask[row_index]
     step = _DecodeStep(lm, positions[:, -1:] + 1, request.num_tokens, mask if use_mask else None, cache)
     rows = hidden.shape[0] // 2 if request.cfg > 1 else hidden.shape[0]
     tokens = torch.full((rows, request.num_tokens), request.fill_token, dtype=torch.long, device=hidden.device)
     finished = torch.zeros(rows, dtype=torch.bool, device=hidden.device)
+    beams = _Beams(rows // width, width, hidden.device) if width > 1 else None
     for t in range(request.num_tokens):
         logits = request.head(hidden)
         if request.cfg > 1:
             logits = guide(logits, request.cfg)
         if request.constrain is not None:
             logits = request.constrain(t, tokens[:, :t], logits)
-        token = sample(logits, sampling, generators)
+        if beams is None:
+            token = sample(logits, sampling, generators)
+        else:  # hypotheses move to the rows of their best extensions (same prompt: same positions, mask)
+            token, origin = beams.extend(logits, finished, request.fill_token)
+            tokens, finished = tokens[origin], finished[origin]
+            cache.batch_select_indices(origin)
         if request.stop_token is not None:
             token = token.masked_fill(finished, request.fill_token)
             finished |= token == request.stop_token
@@ -121,7 +135,40 @@ def decode(
             break
         embeds = request.embed(token)  # [B, D]; conditional and unconditional rows share the token
         hidden = step(t, torch.cat([embeds, embeds]) if request.cfg > 1 else embeds)
-    return tokens
+    return tokens if beams is None else tokens[::beams.width]  # hypotheses stay sorted, best first
+
+
+def beam_width(request: DecodeRequest, sampling: SamplingConfig) -> int:
+    """The request's beam width (1: plain decoding); ValueError where beams cannot apply."""
+    if request.beams < 1:
+        raise ValueError(f"beams must be >= 1, got {request.beams}")
+    if request.beams > 1 and (request.cfg > 1 or sampling.temperature != 0):
+        raise ValueError("beam search decodes greedily without CFG (cfg 1, temperature 0)")
+    return request.beams
+
+
+class _Beams:
+    """Beam-search scores: decode row b keeps `width` hypotheses in rows b*W .. b*W + W-1,
+    ranked by total log-probability. A finished hypothesis only writes the fill token, at no
+    cost, so it keeps its score while the others go on."""
+
+    def __init__(self, rows: int, width: int, device: torch.device):
+        self.width = width
+        self.scores = torch.full((rows, width), float("-inf"), device=device)  # [B, W]
+        self.scores[:, 0] = 0.0  # one live hypothesis per row at first
+        self.first_row = torch.arange(rows, device=device).unsqueeze(1) * width  # [B, 1]
+
+    def extend(self, logits: torch.Tensor, finished: torch.Tensor, fill_token: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """logits [B*W, V] -> (next token [B*W], row each new hypothesis extends [B*W])."""
+        logprobs = logits.float().log_softmax(-1)
+        if bool(finished.any()):
+            logprobs[finished] = float("-inf")
+            logprobs[finished, fill_token] = 0.0
+        vocab = logprobs.shape[-1]
+        total = (self.scores.view(-1, 1) + logprobs).view(self.scores.shape[0], -1)  # [B, W*V]
+        self.scores, best = total.topk(self.width, dim=-1)  # [B, W], best first
+        origin = (self.first_row + best // vocab).flatten()
+        return (best % vocab).flatten(), origin
 
 
 class _DecodeStep:

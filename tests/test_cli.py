@@ -89,6 +89,7 @@ def bad_inputs(tmp_path, model, layout_file):
         "blank phrase": ["ground", "--image", gray, "--phrase", "  ", "--model", model],
         "bad cfg": ["cycle", "--layout", layout_file, "--cfg", "0.2", "--model", model],
         "bad top-p": ["cycle", "--layout", layout_file, "--top-p", "2", "--model", model],
+        "no beams": ["ground", "--image", gray, "--phrase", "x", "--beams", "0", "--model", model],
         "too many images": ["cycle", "--layout", layout_file, "--num-images", "1000", "--model", model],
         "unknown command": ["paint"],
         "missing argument": ["generate", "--layout", layout_file],

@@ -140,7 +140,7 @@ class Rollouts:
     def __init__(self, run: loop.Run):
         cfg = run.cfg
         self.run, self.rl = run, cfg.rl
-        self.eg = EchoGen(run.janus, run.processor)
+        self.eg = EchoGen(run.janus, run.processor, grounding_beams=1)  # rewards ground greedily: cheaper
         records = None
         if cfg.rl.layouts == "data" or cfg.data.data_dir:
             with run.accelerator.main_process_first():

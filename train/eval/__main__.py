@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 from typing import Any, Callable
 
+from model.results import GROUNDING_BEAMS
 from train.eval.report import markdown_table, to_builtin, write_json
 from train.shapes.records import SPLITS, RecordError, load_records
 
@@ -51,6 +52,8 @@ def _model_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cfg", type=float, default=5.0, help="classifier-free guidance weight")
     parser.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (0 = greedy)")
     parser.add_argument("--batch-size", type=int, default=8, help="layouts or images per model call")
+    parser.add_argument("--beams", type=int, default=GROUNDING_BEAMS,
+                        help=f"beam width of grounding answers, 1 = greedy (default: {GROUNDING_BEAMS})")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -98,7 +101,7 @@ def _load_model(args: argparse.Namespace) -> Any:
     from model.loading import ModelLoadError
 
     try:
-        return EchoGen.load(args.model, adapter=args.adapter, device=args.device)
+        return EchoGen.load(args.model, adapter=args.adapter, device=args.device, grounding_beams=args.beams)
     except (ModelLoadError, OSError, ValueError) as err:
         raise ModelUnavailable(str(err)) from None
 
@@ -196,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
             run["degradation"] = {"blur": args.blur, "noise": args.noise, "jpeg": args.jpeg}
         if model is not None:
             run.update(model=args.model, adapter=args.adapter, seed=args.seed, cfg=args.cfg,
-                       temperature=args.temperature)
+                       temperature=args.temperature, beams=args.beams)
     payload = to_builtin({**metrics, "run": run})
     if args.out is not None:
         write_json(args.out, payload)
