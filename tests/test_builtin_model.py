@@ -54,14 +54,15 @@ def test_builtin_grounding_uses_the_image(fresh_ious):
 
 
 def test_builtin_grounds_a_third_of_fresh_objects(fresh_ious):
-    """A floor under the shipped model (PREVIEW 4 measured 0.375 here), far below the target."""
+    """A floor under the shipped model (PREVIEW 5 measures 0.45 here with 8 beams, 0.425 greedy;
+    PREVIEW 4 greedy 0.375), far below the target."""
     model, _ = fresh_ious
-    assert float(np.mean(model >= 0.5)) >= 0.25
+    assert float(np.mean(model >= 0.5)) >= 0.35
 
 
 def test_builtin_boxes_go_to_the_phrases_object(builtin, fresh_scenes):
     """In scenes of several objects the box overlaps the asked-for object more than any other
-    one far more often than a phrase-blind guess would (PREVIEW 4: 0.54 vs 0.24)."""
+    one far more often than a phrase-blind guess would (PREVIEW 5: 0.56 vs 0.24)."""
     own_best, chance = [], []
     for record, image in fresh_scenes:
         objects = record["objects"]
