@@ -140,7 +140,7 @@ def run(args) -> Iterator[dict[str, Any]]:
     num_images = _num_images(args.num_images)
     out = _out_dir(args.out) if args.out else None
     eg = EchoGen.load(args.model, adapter=args.adapter, device=args.device, dtype=args.dtype,
-                          grounding_beams=args.beams)
+                      grounding_beams=args.beams)
     for i, layout in enumerate(layouts):
         for warning in layout.warnings:
             logging.warning("layout %d: %s", i, warning)
