@@ -67,6 +67,18 @@ def test_recipe_continue_skips_the_vision_step_and_trains_the_given_model(tmp_pa
     assert argv[argv.index("--model.path") + 1] == str(earlier)
 
 
+def test_recipe_overrides_reach_every_stage_or_the_one_named(tmp_path, recipe_calls):
+    from train.recipes import shapes
+
+    assert shapes.main(["--out", str(tmp_path / "run"), "--until", "djo", "--continue", str(tmp_path / "m"),
+                        "--set", "pmtp:train.max_steps=4500", "--set", "train.num_threads=1",
+                        "--set", "data.data_dir=C:/shapes"]) == 0
+    pmtp, djo = recipe_calls[1:]
+    assert "--train.max_steps=4500" in pmtp and "--train.max_steps=4500" not in djo
+    for argv in (pmtp, djo):
+        assert "--train.num_threads=1" in argv and "--data.data_dir=C:/shapes" in argv
+
+
 def test_recipe_refuses_warm_start_and_continue_together(tmp_path, capsys):
     from train.recipes import shapes
 

@@ -19,7 +19,8 @@ skipped (DIR has its VQ), the vision step pre-trains DIR's encoder, and stage 1 
 that with train/configs/shapes/pmtp_warm.yaml. `--continue DIR` skips the vision step too:
 stage 1 goes on from DIR as it is, with train/configs/shapes/pmtp_continue.yaml.
 Extra `--set section.field=value` overrides go to every training stage (e.g. a shorter
-`train.max_steps` for a quick preview). `--export DIR` copies the last finished stage's model.
+`train.max_steps` for a quick preview); `--set STAGE:section.field=value` (STAGE pmtp, djo or
+rl) to that stage only (e.g. `--set pmtp:train.max_steps=4500` for a longer stage 1). `--export DIR` copies the last finished stage's model.
 """
 
 from __future__ import annotations
@@ -78,6 +79,19 @@ def run_vision(out: Path, start: Path) -> None:
         "--vision.out", str(out / "vision"), "--vision.resume", "true"]))
 
 
+def stage_overrides(sets: list[str], step: str) -> list[str]:
+    """The `--set` values one stage gets: plain ones reach every stage, `STAGE:...` only that one."""
+    chosen = []
+    for value in sets:
+        stage, sep, rest = value.partition(":")
+        if sep and stage in STAGES:
+            if stage == step:
+                chosen.append(rest)
+        else:
+            chosen.append(value)
+    return chosen
+
+
 def stage_dir(out: Path, step: str) -> Path:
     return out / {"pmtp": "pmtp", "djo": "djo", "rl": "cycle_rl"}[step]
 
@@ -97,7 +111,7 @@ def run_stage(out: Path, data: Path, step: str, overrides: list[str],
     run_cls = next(v for k, v in vars(module).items() if k.endswith("Run") and isinstance(v, type))
     argv = ["--config", str(ROOT / config), "--model.path", str(start),
             "--data.data_dir", str(data), "--train.output_dir", str(stage_dir(out, step)),
-            "--train.resume", "latest", *[f"--{o}" for o in overrides]]
+            "--train.resume", "latest", *[f"--{o}" for o in stage_overrides(overrides, step)]]
     module.main(load_config(run_cls, argv))
 
 
@@ -127,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="VQ training steps (default: train/configs/shapes/vq.yaml)")
     parser.add_argument("--until", choices=STEPS, default="rl", help="last step to run")
     parser.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE",
-                        help="override for every training stage (repeatable)")
+                        help="override for every training stage, or STAGE:SECTION.FIELD=VALUE for one (repeatable)")
     parser.add_argument("--export", default=None, help="copy the last finished model to this dir")
     parser.add_argument("--warm-start", default=None, metavar="DIR",
                         help="start stage 1 from this earlier built-in model (skips vq and init)")
