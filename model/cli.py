@@ -122,16 +122,20 @@ def _ground_requests(args) -> list[tuple[str, list[str]]]:
     return requests
 
 
+def _load_model(args):
+    from model.echogen import EchoGen  # heavy: only after the input checked out
+
+    return EchoGen.load(args.model, adapter=args.adapter, device=args.device, dtype=args.dtype,
+                        grounding_beams=args.beams)
+
+
 def run(args) -> Iterator[dict[str, Any]]:
     """Execute one command; yields the JSON records to print."""
-    from model.echogen import EchoGen
-
     sampling = _sampling(args)
     if args.command == "ground":
         requests = _ground_requests(args)
         images = [open_image(path) for path, _ in requests]  # fail on bad input before loading the model
-        eg = EchoGen.load(args.model, adapter=args.adapter, device=args.device, dtype=args.dtype,
-                          grounding_beams=args.beams)
+        eg = _load_model(args)
         for (path, _), image, found in zip(requests, images, eg.ground(images, [p for _, p in requests])):
             yield {"image": path, "width": image.width, "height": image.height,
                    "objects": [{"phrase": g.phrase, "box": _round(g.box), "valid": g.valid} for g in found]}
@@ -139,8 +143,7 @@ def run(args) -> Iterator[dict[str, Any]]:
     layouts = load_layouts(args.layout)
     num_images = _num_images(args.num_images)
     out = _out_dir(args.out) if args.out else None
-    eg = EchoGen.load(args.model, adapter=args.adapter, device=args.device, dtype=args.dtype,
-                      grounding_beams=args.beams)
+    eg = _load_model(args)
     for i, layout in enumerate(layouts):
         for warning in layout.warnings:
             logging.warning("layout %d: %s", i, warning)

@@ -20,7 +20,8 @@ that with train/configs/shapes/pmtp_warm.yaml. `--continue DIR` skips the vision
 stage 1 goes on from DIR as it is, with train/configs/shapes/pmtp_continue.yaml.
 Extra `--set section.field=value` overrides go to every training stage (e.g. a shorter
 `train.max_steps` for a quick preview); `--set STAGE:section.field=value` (STAGE pmtp, djo or
-rl) to that stage only (e.g. `--set pmtp:train.max_steps=4500` for a longer stage 1). `--export DIR` copies the last finished stage's model.
+rl) to that stage only (e.g. `--set pmtp:train.max_steps=4500` for a longer stage 1).
+`--export DIR` copies the last finished stage's model.
 """
 
 from __future__ import annotations
