@@ -13,7 +13,7 @@ from train import cycle_rl, djo, loop
 from train.config import load_config
 from train.losses import (
     IGNORE, BoxNumberTargets, annealed_tau, grounding_inputs, grounding_loss, gumbel_softmax, l2i_inputs,
-    packed_grounding_inputs, straight_through, supervised_losses, to_siglip,
+    packed_grounding_inputs, straight_through, supervised_losses, through_frozen, to_siglip,
 )
 
 
@@ -164,6 +164,40 @@ def test_djo_grounding_loss_reaches_the_generator(tiny_janus_dir, shapes_dir, tm
     ground_only.backward()
     head = run.janus.model.generation_head.vision_head.weight.grad
     assert head is None or head.abs().sum() == 0
+
+
+def test_through_frozen_keeps_the_value_and_the_input_gradient_but_spares_the_parameters():
+    torch.manual_seed(0)
+    source, judge = torch.nn.Linear(3, 4), torch.nn.Linear(4, 1)
+
+    def loss_of(x):
+        return judge(x.tanh()).square().sum()
+
+    x = source(torch.randn(5, 3))
+    plain = loss_of(x)
+    (want,) = torch.autograd.grad(plain, source.weight, retain_graph=True)
+    frozen = through_frozen(loss_of, x)
+    assert torch.allclose(frozen, plain)
+    frozen.backward()
+    assert torch.allclose(source.weight.grad, want)
+    assert judge.weight.grad is None and judge.bias.grad is None
+    assert torch.equal(through_frozen(loss_of, x.detach()), loss_of(x.detach()))  # no graph: plain loss
+
+
+@pytest.mark.parametrize("frozen", [False, True])
+def test_djo_frozen_grounder_trains_only_the_generator(tiny_janus_dir, shapes_dir, tmp_path, frozen):
+    """DJO term alone: the generation head learns either way; the vision tower (used only by the
+    grounding pass) learns from generated images unless the grounder is frozen."""
+    run = make_run(djo.DJORun, tiny_janus_dir, shapes_dir, tmp_path, "--full", "--djo.l2i_weight", "0",
+                   "--djo.grounding_weight", "0", "--djo.caption_dropout", "0", "--djo.frozen_grounder", str(frozen))
+    make_batch, loss_fn, _ = djo.build(run)
+    loss, _ = loss_fn(run.model, make_batch(0, 0))
+    loss.backward()
+    assert run.janus.model.generation_head.vision_head.weight.grad.abs().sum() > 0
+    vision = [p.grad for p in run.janus.model.vision_model.parameters() if p.requires_grad]
+    assert vision, "the tiny model trains its vision tower"
+    touched = any(g is not None and g.abs().sum() > 0 for g in vision)
+    assert touched != frozen
 
 
 def test_djo_term_differentiates_the_l2i_logits_under_lora(tiny_janus_dir, shapes_dir, tmp_path):

@@ -24,6 +24,9 @@ Rollouts (`djo.rollout`):
   tokens carries softmax(logits / tau)'s gradient. The image is the model's own, the gradient
   does not flow through the sampled prefix.
 `djo.cfg` > 1 draws from CFG-guided logits (one more pass with unconditional rows).
+`djo.frozen_grounder` keeps the DJO term off the grounding pass's own weights (only the
+generator learns from it; `train.losses.through_frozen`); the real-image grounding loss still
+trains grounding.
 """
 
 from __future__ import annotations
@@ -42,7 +45,7 @@ from train.config import ConfigError, DataConfig, LoraSettings, ModelConfig, Tra
 from train.data import micro_seed
 from train.losses import (
     BoxNumberTargets, GroundingInputs, SupervisedBatch, annealed_tau, grounding_loss, gumbel_softmax, straight_through,
-    scrambler, supervised_losses, to_siglip,
+    scrambler, supervised_losses, through_frozen, to_siglip,
 )
 from train.supervised import SupervisedData
 
@@ -66,6 +69,8 @@ class DJOConfig:
                               "(as pmtp.box_sigma); 0 = plain CE", default=0.0)
     number_noise: float = option("noisy teacher forcing of both grounding losses (as pmtp.number_noise); 0 = "
                                  "clean", default=0.0)
+    frozen_grounder: bool = option("the DJO term trains only the generator: the grounding pass on generated "
+                                   "images gives no gradient to its own weights (not in the paper)", default=False)
 
     def __post_init__(self):
         if self.rollout not in ROLLOUTS:
@@ -156,8 +161,12 @@ def djo_term(janus, batch: DJOBatch, cfg: DJOConfig, l2i_logits: torch.Tensor, i
         probs = gumbel_softmax(logits, batch.tau, cfg.hard, noise)  # [b, T, V]
     pixels = generation.decode_soft_image(janus, probs)  # [b, 3, H, W] in [-1, 1]
     size = janus.config.vision_config.image_size
-    features = inputs.image_features(janus, to_siglip(pixels, image_processor, size))  # [b, P, D]
-    return grounding_loss(janus, batch.grounding, features, numbers)
+
+    def ground(pixels):
+        features = inputs.image_features(janus, to_siglip(pixels, image_processor, size))  # [b, P, D]
+        return grounding_loss(janus, batch.grounding, features, numbers)
+
+    return through_frozen(ground, pixels) if cfg.frozen_grounder else ground(pixels)
 
 
 def djo_losses(model, batch: DJOBatch, cfg: DJOConfig, image_processor, numbers: BoxNumberTargets | None = None):

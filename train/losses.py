@@ -294,6 +294,24 @@ def straight_through(logits: torch.Tensor, tokens: torch.Tensor, tau: float) -> 
     return F.one_hot(tokens, soft.shape[-1]).to(soft.dtype) - soft.detach() + soft
 
 
+def through_frozen(loss_of, x: torch.Tensor) -> torch.Tensor:
+    """loss_of(x) whose gradient reaches what made x but none of loss_of's own parameters.
+
+    The grad of the loss w.r.t. x is taken at once (autograd.grad, nothing accumulates in any
+    .grad), and a surrogate <x, grad> with the loss's value carries it back into x's graph.
+    DJO uses it so the grounding loss on generated images trains only the generator: otherwise
+    the shared weights also learn to ground wrong images onto their layout's boxes."""
+    if not x.requires_grad:
+        return loss_of(x)
+    leaf = x.detach().requires_grad_()
+    loss = loss_of(leaf)
+    if not loss.requires_grad:
+        return loss
+    (grad,) = torch.autograd.grad(loss, leaf)
+    surrogate = (x * grad).sum()
+    return surrogate + (loss.detach() - surrogate.detach())
+
+
 def annealed_tau(step: int, tau0: float, tau_min: float, rate: float) -> float:
     """tau = max(tau_min, tau0 * exp(-rate * step))."""
     return max(tau_min, tau0 * math.exp(-rate * step))
