@@ -124,6 +124,10 @@ def test_grounding_scores_split_by_size_and_kind():
     assert metrics["Acc@0.5"] == pytest.approx(2 / 3) and metrics["valid"] == pytest.approx(2 / 3)
     assert metrics["by_size"]["small"]["Acc@0.5"] == 1.0
     assert metrics["by_kind"]["referring"]["mAcc"] == 0.0
+    assert "by_color_pair" not in metrics
+    paired = grounding_scores([1.0, 0.0, 0.8], ["small"] * 3, ["name"] * 3, [True] * 3, [True, True, False])
+    assert paired["by_color_pair"]["color pair"]["Acc@0.5"] == 0.5
+    assert paired["by_color_pair"]["other"]["Acc@0.5"] == 1.0
     record = {"objects": [{"color": "red", "shape": "circle"}]}
     assert expression_kind("red circle", record) == "name"
     assert expression_kind("leftmost red circle", record) == "referring"

@@ -73,8 +73,11 @@ def parse_record(raw: dict, root: Path, use_expressions: bool = True) -> Record:
     # An object's phrase asks for it only when no other object shares it: "blue circle" with two
     # blue circles has two right answers and teaches a box between them (the referring
     # expressions below single each of them out).
+    # A record with "ground_objects": false is grounded on its expressions only (its objects are
+    # still all drawn): see train.shapes.color_pairs.
     phrases = Counter(o.phrase for o in layout.objects)
-    queries = [Query(o.phrase, o.box) for o in layout.objects if phrases[o.phrase] == 1]
+    queries = [Query(o.phrase, o.box) for o in layout.objects
+               if phrases[o.phrase] == 1 and raw.get("ground_objects", True)]
     for expr in raw.get("expressions", []) if use_expressions else []:
         # An expression's box is validated like an object's (clipped to the image).
         obj = parse_layout({"width": original.width, "height": original.height,

@@ -7,7 +7,9 @@ scores IoU 0.
 Results are split by object size, sqrt(w * h) / image side: small < 0.25 <= medium <= 0.4 <
 large (Ref-L4's 128/256 pixel cuts suit its large photos, not 128 px renders), and by
 expression kind: "name" ("red circle", unique in its image) or "referring" (position, size
-or depth words pick one of several namesakes).
+or depth words pick one of several namesakes), and by whether only the color word tells the
+target from another object of its shape ("color pair", `train.shapes.color_pairs`): a model that
+ignores color scores near 0.5 there.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from tqdm import tqdm
 from model.metrics import box_iou
 from train.eval.fidelity import load_image
 from train.eval.metrics import accuracy_by_size, accuracy_summary, size_bucket
+from train.shapes.color_pairs import color_pair_objects
 
 SMALL_SIDE, LARGE_SIDE = 0.25, 0.4  # relative size cuts, share of the image side
 
@@ -32,8 +35,9 @@ def expression_kind(text: str, record: dict[str, Any]) -> str:
 
 
 def grounding_scores(ious: Sequence[float], sizes: Sequence[str], kinds: Sequence[str],
-                     valid: Sequence[bool]) -> dict[str, Any]:
-    """Accuracy summary overall, by size and by expression kind, plus the share of valid answers."""
+                     valid: Sequence[bool], pairs: Sequence[bool] | None = None) -> dict[str, Any]:
+    """Accuracy summary overall, by size, by expression kind and (given `pairs`, one flag per
+    expression) by color pair, plus the share of valid answers."""
     metrics: dict[str, Any] = accuracy_summary(ious)
     metrics["valid"] = sum(valid) / len(valid) if valid else 0.0
     metrics["by_size"] = accuracy_by_size(ious, sizes)
@@ -41,6 +45,11 @@ def grounding_scores(ious: Sequence[float], sizes: Sequence[str], kinds: Sequenc
         kind: accuracy_summary([iou for iou, k in zip(ious, kinds) if k == kind])
         for kind in ("name", "referring") if kind in kinds
     }
+    if pairs is not None:
+        metrics["by_color_pair"] = {
+            name: accuracy_summary([iou for iou, p in zip(ious, pairs) if p == flag])
+            for name, flag in (("color pair", True), ("other", False)) if flag in pairs
+        }
     return metrics
 
 
@@ -50,7 +59,7 @@ def evaluate_grounding(model: Any, records: Sequence[dict[str, Any]], data_dir: 
     jobs = [r for r in records if r.get("expressions")]
     if not jobs:
         raise ValueError("no record has grounding expressions")
-    ious, sizes, kinds, valid = [], [], [], []
+    ious, sizes, kinds, valid, pairs = [], [], [], [], []
     for start in tqdm(range(0, len(jobs), batch_size), desc="ground", disable=not progress):
         batch = jobs[start:start + batch_size]
         images = [load_image(data_dir, r) for r in batch]
@@ -61,6 +70,7 @@ def evaluate_grounding(model: Any, records: Sequence[dict[str, Any]], data_dir: 
                 raise ValueError(f"model gave {len(groundings)} answers for {len(expressions)} phrases")
             side = math.sqrt(record["width"] * record["height"])
             sx, sy = image.width / record["width"], image.height / record["height"]
+            paired = set(color_pair_objects(record))
             for expr, answer in zip(record["expressions"], groundings):
                 target = expr["box"]
                 box = None if answer.box is None else (
@@ -69,4 +79,5 @@ def evaluate_grounding(model: Any, records: Sequence[dict[str, Any]], data_dir: 
                 valid.append(bool(answer.valid and box is not None))
                 sizes.append(size_bucket([v / side for v in target], SMALL_SIDE, LARGE_SIDE))
                 kinds.append(expression_kind(expr["text"], record))
-    return grounding_scores(ious, sizes, kinds, valid)
+                pairs.append(expr.get("object") in paired)
+    return grounding_scores(ious, sizes, kinds, valid, pairs)

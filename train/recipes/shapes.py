@@ -6,7 +6,8 @@
 
 Steps, each skipped when its result exists (so rerunning the command resumes; the training
 stages themselves resume from their last `checkpoint-{step}`):
-  data   Shapes World train/val/test renders (python -m train.synth)
+  data   Shapes World train/val/test renders (python -m train.synth), and the color_pairs
+         split drawn from train (python -m train.shapes.color_pairs)
   vq     the VQ tokenizer (python -m train.vq, train/configs/shapes/vq.yaml)
   init   random Janus + trained VQ + Shapes tokenizer (train.recipes.shapes_init)
   vision the understanding encoder pre-trained on dense Shapes World targets (python -m
@@ -48,9 +49,13 @@ def run_data(out: Path, data: Path, n_train: int) -> None:
     from train.shapes.world import SceneConfig
     from train.synth import write_split
 
+    from train.shapes.color_pairs import write_color_pairs
+
     for split, n in (("train", n_train), ("val", 300), ("test", 500)):
         if not (data / f"{split}.jsonl").is_file():
             write_split(data, split, n, seed=0, cfg=SceneConfig(size=128))
+    if not (data / "color_pairs.jsonl").is_file():  # for `--set pmtp:data.train_split=color_pairs`
+        write_color_pairs(data, "train", "color_pairs")
 
 
 def run_vq(out: Path, vq_steps: int | None) -> None:
