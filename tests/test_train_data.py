@@ -8,6 +8,7 @@ import torch
 from PIL import Image
 
 from model.layout import Layout, LayoutError, LayoutObject
+from train.config import ConfigError, DataConfig
 from train.data import (
     layout_source, letterbox_layout, micro_batch_indices, micro_seed, parse_record, pick_queries, read_records,
     sample_indices,
@@ -131,3 +132,40 @@ def test_vq_cache_encodes_once(tmp_path, tiny_janus_dir, monkeypatch):
     monkeypatch.undo()
     vq_cache.load_or_encode(model, processor.image_processor, records, tmp_path / "cache")
     assert len(list((tmp_path / "cache").glob("vq-*.safetensors"))) == 2
+
+
+def test_a_split_list_reads_the_splits_in_a_row(tmp_path):
+    write_records(tmp_path, [RECORD])
+    (tmp_path / "pairs.jsonl").write_text(json.dumps({**RECORD, "id": "p", "ground_objects": False}) + "\n")
+    assert [r.id for r in read_records(tmp_path, "train+pairs")] == ["a", "p"]
+    assert [r.id for r in read_records(tmp_path, "train+pairs", limit=1)] == ["a"]
+    with pytest.raises(LayoutError, match="joined by"):
+        read_records(tmp_path, "train+")
+    with pytest.raises(ConfigError, match="joined by"):
+        DataConfig(train_split="train++pairs")
+
+
+def test_training_on_a_split_list_caches_each_split_once(tmp_path, tiny_janus_dir):
+    """Stage 1 on train+pairs and stage 2 on train share train's VQ cache file."""
+    from contextlib import nullcontext
+    from types import SimpleNamespace
+
+    from model.loading import load_janus
+    from train.supervised import SupervisedData
+
+    write_records(tmp_path, [RECORD, {**RECORD, "id": "b", "image": "images/b.png"}], size=(32, 32))
+    (tmp_path / "pairs.jsonl").write_text(json.dumps({**RECORD, "id": "p", "ground_objects": False}) + "\n")
+    model, processor = load_janus(tiny_janus_dir)
+
+    def data(split):
+        cfg = SimpleNamespace(data=DataConfig(data_dir=str(tmp_path), train_split=split, num_val_layouts=0))
+        run = SimpleNamespace(cfg=cfg, janus=model, processor=processor,
+                              accelerator=SimpleNamespace(main_process_first=nullcontext))
+        return SupervisedData(run, caption_dropout=0.0)
+
+    both = data("train+pairs")
+    assert [r.id for r in both.records] == ["a", "b", "p"] and both.tokens.shape == (3, 16)
+    assert len(list((tmp_path / "vq_cache").glob("vq-*.safetensors"))) == 2
+    alone = data("train")
+    assert torch.equal(alone.tokens, both.tokens[:2])
+    assert len(list((tmp_path / "vq_cache").glob("vq-*.safetensors"))) == 2  # train's file was reused

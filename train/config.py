@@ -92,7 +92,8 @@ class LoraSettings:
 class DataConfig:
     data_dir: str | None = option("dir with <split>.jsonl records (model/'s layout schema + 'image')",
                                  default=None)
-    train_split: str = option("training split name", default="train")
+    train_split: str = option("training split name; several joined by '+' are read in a row "
+                                  "(train+color_pairs)", default="train")
     val_split: str = option("split whose first layouts are used for validation", default="val")
     max_records: int | None = option("use only the first N training records", default=None)
     synth_if_missing: int = option("when data_dir is missing, write a Shapes World set with this many "
@@ -108,6 +109,8 @@ class DataConfig:
     def __post_init__(self):
         if self.max_phrases < 1:
             raise ConfigError(f"data.max_phrases must be >= 1, got {self.max_phrases}")
+        if not all(name.strip() for name in self.train_split.split("+")):
+            raise ConfigError(f"data.train_split must be split names joined by '+', got {self.train_split!r}")
         if self.synth_if_missing < 0 or self.num_val_layouts < 0:
             raise ConfigError("data.synth_if_missing and data.num_val_layouts must be >= 0")
 

@@ -86,8 +86,26 @@ def parse_record(raw: dict, root: Path, use_expressions: bool = True) -> Record:
     return Record(str(raw.get("id", raw["image"])), root / raw["image"], layout, tuple(queries))
 
 
+def split_names(spec: str) -> list[str]:
+    """'train+color_pairs' -> ['train', 'color_pairs']: a training set may be several splits in a row."""
+    names = [name.strip() for name in spec.split("+")]
+    if not all(names):
+        raise LayoutError(f"bad split list {spec!r}: use split names joined by '+', e.g. train+color_pairs")
+    return names
+
+
 def read_records(data_dir: str | Path, split: str, limit: int | None = None,
                  use_expressions: bool = True) -> list[Record]:
+    """The first `limit` records of `split`; 'a+b' reads split a, then split b."""
+    names = split_names(split)
+    if len(names) > 1:
+        records: list[Record] = []
+        for name in names:
+            if limit is not None and len(records) >= limit:
+                break
+            left = None if limit is None else limit - len(records)
+            records += read_records(data_dir, name, left, use_expressions)
+        return records
     path = Path(data_dir) / f"{split}.jsonl"
     if not path.is_file():
         raise FileNotFoundError(f"no {split} split: {path} is missing (make one with "

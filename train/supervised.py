@@ -6,8 +6,9 @@ import logging
 from typing import Callable
 
 import numpy as np
+import torch
 
-from train.data import ensure_data, micro_batch_indices, micro_seed, read_records
+from train.data import ensure_data, micro_batch_indices, micro_seed, read_records, split_names
 from train.losses import GroundingInputs, SupervisedBatch, supervised_batch
 from train.validation import validate
 from train.vq_cache import load_or_encode
@@ -23,12 +24,19 @@ class SupervisedData:
         cfg, acc = run.cfg, run.accelerator
         with acc.main_process_first():  # one process writes data and cache, the others read them
             data_dir = ensure_data(cfg.data.data_dir, cfg.data.synth_if_missing, cfg.data.synth_size)
-        self.records = read_records(data_dir, cfg.data.train_split, cfg.data.max_records, cfg.data.use_expressions)
+        self.records, tokens = [], []
+        for split in split_names(cfg.data.train_split):  # one cache file per split: other runs reuse it
+            left = None if cfg.data.max_records is None else cfg.data.max_records - len(self.records)
+            if left == 0:
+                break
+            records = read_records(data_dir, split, left, cfg.data.use_expressions)
+            with acc.main_process_first():
+                tokens.append(load_or_encode(run.janus, run.processor.image_processor, records,
+                                             cfg.data.vq_cache_dir or data_dir / "vq_cache"))  # [n, T]
+            self.records += records
+        self.tokens = torch.cat(tokens)  # [N, T]
         val = read_records(data_dir, cfg.data.val_split, cfg.data.num_val_layouts) if cfg.data.num_val_layouts else []
         self.val_layouts = [r.layout for r in val]
-        with acc.main_process_first():
-            self.tokens = load_or_encode(run.janus, run.processor.image_processor, self.records,
-                                         cfg.data.vq_cache_dir or data_dir / "vq_cache")  # [N, T]
         self.run, self.caption_dropout, self.scramble = run, caption_dropout, scramble
         self.num_features = run.janus.config.vision_config.num_image_tokens  # SigLIP tokens per image
         self.dtype = next(run.janus.parameters()).dtype
