@@ -16,6 +16,7 @@ from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
+from tqdm import tqdm
 
 from train.data import Record, load_pixels
 
@@ -47,7 +48,9 @@ def encode_images(model, image_processor, records: list[Record], batch_size: int
     vq = model.model.vqmodel
     device, dtype = next(vq.parameters()).device, next(vq.parameters()).dtype
     out = []
-    for start in range(0, len(records), batch_size):
+    # A 20k-image split takes minutes on a CPU: show progress (not for the few images of tests).
+    for start in tqdm(range(0, len(records), batch_size), desc="vq cache", unit="batch", leave=False,
+                      disable=len(records) < 256):
         chunk = records[start:start + batch_size]
         pixels = load_pixels(image_processor, [r.image for r in chunk], device, dtype)  # [b, 3, S, S]
         out.append(vq.encode(pixels).image_tokens.view(len(chunk), -1).to("cpu", torch.int32))  # [b, T]
