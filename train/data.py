@@ -94,18 +94,26 @@ def split_names(spec: str) -> list[str]:
     return names
 
 
+def read_splits(data_dir: str | Path, spec: str, limit: int | None = None,
+                use_expressions: bool = True) -> list[list[Record]]:
+    """The first `limit` records of the splits in `spec` ('a+b': split a, then split b), one list per split read."""
+    parts: list[list[Record]] = []
+    total = 0
+    for name in split_names(spec):
+        if limit is not None and total >= limit:
+            break
+        parts.append(_read_split(data_dir, name, None if limit is None else limit - total, use_expressions))
+        total += len(parts[-1])
+    return parts
+
+
 def read_records(data_dir: str | Path, split: str, limit: int | None = None,
                  use_expressions: bool = True) -> list[Record]:
     """The first `limit` records of `split`; 'a+b' reads split a, then split b."""
-    names = split_names(split)
-    if len(names) > 1:
-        records: list[Record] = []
-        for name in names:
-            if limit is not None and len(records) >= limit:
-                break
-            left = None if limit is None else limit - len(records)
-            records += read_records(data_dir, name, left, use_expressions)
-        return records
+    return [r for part in read_splits(data_dir, split, limit, use_expressions) for r in part]
+
+
+def _read_split(data_dir: str | Path, split: str, limit: int | None, use_expressions: bool) -> list[Record]:
     path = Path(data_dir) / f"{split}.jsonl"
     if not path.is_file():
         raise FileNotFoundError(f"no {split} split: {path} is missing (make one with "

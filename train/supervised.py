@@ -8,7 +8,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from train.data import ensure_data, micro_batch_indices, micro_seed, read_records, split_names
+from train.data import ensure_data, micro_batch_indices, micro_seed, read_records, read_splits
 from train.losses import GroundingInputs, SupervisedBatch, supervised_batch
 from train.validation import validate
 from train.vq_cache import load_or_encode
@@ -24,16 +24,11 @@ class SupervisedData:
         cfg, acc = run.cfg, run.accelerator
         with acc.main_process_first():  # one process writes data and cache, the others read them
             data_dir = ensure_data(cfg.data.data_dir, cfg.data.synth_if_missing, cfg.data.synth_size)
-        self.records, tokens = [], []
-        for split in split_names(cfg.data.train_split):  # one cache file per split: other runs reuse it
-            left = None if cfg.data.max_records is None else cfg.data.max_records - len(self.records)
-            if left == 0:
-                break
-            records = read_records(data_dir, split, left, cfg.data.use_expressions)
-            with acc.main_process_first():
-                tokens.append(load_or_encode(run.janus, run.processor.image_processor, records,
-                                             cfg.data.vq_cache_dir or data_dir / "vq_cache"))  # [n, T]
-            self.records += records
+        parts = read_splits(data_dir, cfg.data.train_split, cfg.data.max_records, cfg.data.use_expressions)
+        with acc.main_process_first():  # one cache file per split: a run on another split list reuses it
+            tokens = [load_or_encode(run.janus, run.processor.image_processor, part,
+                                     cfg.data.vq_cache_dir or data_dir / "vq_cache") for part in parts]  # [n, T] each
+        self.records = [r for part in parts for r in part]
         self.tokens = torch.cat(tokens)  # [N, T]
         val = read_records(data_dir, cfg.data.val_split, cfg.data.num_val_layouts) if cfg.data.num_val_layouts else []
         self.val_layouts = [r.layout for r in val]
