@@ -1,6 +1,8 @@
 """Stage losses on a tiny random Janus: targets, Gumbel-Softmax, DJO's gradient path, GRPO's KL."""
 
+import dataclasses
 import math
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -10,7 +12,7 @@ from model import inputs
 from model.layout_text import normalize_box
 from model.tokens import SpecialTokens
 from train import cycle_rl, djo, loop
-from train.config import load_config
+from train.config import ConfigError, load_config
 from train.losses import (
     IGNORE, BoxNumberTargets, annealed_tau, grounding_inputs, grounding_loss, gumbel_softmax, l2i_inputs,
     packed_grounding_inputs, straight_through, supervised_losses, through_frozen, to_siglip,
@@ -198,6 +200,15 @@ def test_djo_frozen_grounder_trains_only_the_generator(tiny_janus_dir, shapes_di
     assert vision, "the tiny model trains its vision tower"
     touched = any(g is not None and g.abs().sum() > 0 for g in vision)
     assert touched != frozen
+
+
+def test_djo_frozen_grounder_refuses_fp16(tiny_janus_dir, shapes_dir, tmp_path):
+    """Its inner gradient is taken outside the fp16 loss scaler, so fp16 is a clear error."""
+    run = make_run(djo.DJORun, tiny_janus_dir, shapes_dir, tmp_path, "--djo.frozen_grounder", "true")
+    fp16 = dataclasses.replace(run, accelerator=SimpleNamespace(mixed_precision="fp16", device=run.device))
+    with pytest.raises(ConfigError, match="fp16"):
+        djo.build(fp16)
+    djo.build(run)  # the same settings without fp16 build
 
 
 def test_djo_term_differentiates_the_l2i_logits_under_lora(tiny_janus_dir, shapes_dir, tmp_path):

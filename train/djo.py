@@ -180,6 +180,9 @@ def djo_losses(model, batch: DJOBatch, cfg: DJOConfig, image_processor, numbers:
 def build(run: loop.Run):
     """(make_batch, loss_fn, validate) of stage 2 for `run`."""
     cfg = run.cfg.djo
+    if cfg.frozen_grounder and run.accelerator.mixed_precision == "fp16":
+        # through_frozen takes its inner gradient outside the loss scaler: under fp16 it can underflow.
+        raise ConfigError("djo.frozen_grounder needs train.mixed_precision bf16 or no, not fp16")
     scramble = scrambler(run.processor.tokenizer, cfg.number_noise, "djo.number_noise")
     data = SupervisedData(run, cfg.caption_dropout, scramble)
     numbers = BoxNumberTargets.from_config(run.processor.tokenizer, cfg.box_sigma, "djo.box_sigma")
