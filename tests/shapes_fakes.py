@@ -88,3 +88,26 @@ class OracleModel:
         )
         score = cycle_score(layout.boxes, [g.box for g in found], layout.width, layout.height)
         return CycleResult(layout, (CycleCandidate(image, seed, found, score),))
+
+
+class SceneOracle:
+    """Grounds in-memory scenes ((record, image) pairs) at their objects' true boxes, by phrase or by
+    "<color> <shape>" name; `color_blind` answers by the shape word alone (its first object)."""
+
+    def __init__(self, scenes, color_blind: bool = False, image_size: int = 128):
+        self.image_size = image_size
+        self.color_blind = color_blind
+        self.answers: dict[str, dict[str, tuple]] = {}
+        for record, image in scenes:
+            known = self.answers.setdefault(image_key(image), {})
+            for obj in record["objects"]:
+                for key in (obj["phrase"], f"{obj['color']} {obj['shape']}", obj["shape"]):
+                    known.setdefault(key, tuple(obj["box"]))  # the first object of a name wins
+
+    def ground(self, images, phrases):
+        out = []
+        for image, group in zip(images, phrases):
+            known = self.answers.get(image_key(image), {})
+            keys = [p.split()[1] if self.color_blind else p for p in group]  # "<color> <shape> ..."
+            out.append([Grounding(p, known.get(k), k in known, "fake") for p, k in zip(group, keys)])
+        return out

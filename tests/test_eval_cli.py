@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 
 import train.eval.__main__ as cli
-from shapes_fakes import OracleModel
+from shapes_fakes import OracleModel, SceneOracle
 from train.eval.cycle import evaluate_cycle
 from train.eval.fidelity import evaluate_detector, evaluate_fidelity
+from train.eval.fresh import evaluate_fresh, fresh_scenes
 from train.eval.grounding import evaluate_grounding
 from train.shapes.records import load_records
 from train.shapes.world import SceneConfig
@@ -76,6 +77,33 @@ def test_cycle_of_a_perfect_model_and_a_sloppy_one(records):
     assert sloppy["mean_iou"] == pytest.approx(1 / 3) and sloppy["pass_rate"] == 0.0
 
 
+@pytest.fixture(scope="module")
+def fresh_oracle_scenes():
+    return fresh_scenes(0, 3 + 20)  # what `evaluate_fresh(model, 3, 20)` renders
+
+
+def test_fresh_scenes_are_a_pure_function_of_seed_and_index():
+    (a, image_a), = fresh_scenes(5, 1)
+    (b, image_b), = fresh_scenes(5, 1)
+    (c, _), = fresh_scenes(5, 1, seed=1)
+    assert a == b and image_a.tobytes() == image_b.tobytes() and a != c
+
+
+def test_fresh_of_a_perfect_grounder_is_exact(fresh_oracle_scenes):
+    metrics = evaluate_fresh(SceneOracle(fresh_oracle_scenes), scenes=3, pair_scenes=20)
+    assert metrics["grounding"]["acc_at_0.5"] == 1.0 and metrics["grounding"]["objects"] > 5
+    assert metrics["grounding"]["constant_box_mean_iou"] < 0.5
+    assert metrics["own_object"]["share"] == 1.0 and metrics["own_object"]["chance"] < 0.6
+    assert metrics["color_pairs"]["pairs"] >= 5
+    assert metrics["color_pairs"]["differ"] == metrics["color_pairs"]["both_right"] == 1.0
+
+
+def test_fresh_color_pairs_catch_a_color_blind_grounder(fresh_oracle_scenes):
+    metrics = evaluate_fresh(SceneOracle(fresh_oracle_scenes, color_blind=True), scenes=3, pair_scenes=20)
+    assert metrics["color_pairs"]["differ"] == metrics["color_pairs"]["both_right"] == 0.0
+    assert metrics["own_object"]["share"] < 1.0
+
+
 # ---- the CLI in process (fake model injected) ------------------------------------------------------
 
 @pytest.mark.parametrize("command, key", [("fidelity", "AP"), ("grounding", "mAcc"), ("cycle", "mean_iou")])
@@ -87,6 +115,16 @@ def test_model_commands_print_a_table_and_write_json(data, records, tmp_path, mo
     assert printed.startswith(f"| {command} metric | value |") and f"| {key} |" in printed
     saved = json.loads(out.read_text())
     assert saved["run"]["records"] == 6 and saved["run"]["command"] == command and key in saved
+
+
+def test_fresh_command_needs_no_data(fresh_oracle_scenes, tmp_path, monkeypatch, capsys):
+    use_model(monkeypatch, SceneOracle(fresh_oracle_scenes))
+    out = tmp_path / "fresh.json"
+    assert cli.main(["fresh", "--scenes", "3", "--pair-scenes", "20", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert printed.startswith("| fresh metric | value |") and "| grounding/acc_at_0.5 | 1.0000 |" in printed
+    saved = json.loads(out.read_text())
+    assert saved["run"]["scenes"] == 3 and saved["color_pairs"]["differ"] == 1.0
 
 
 def test_json_format_and_sampling_options(data, monkeypatch, capsys):
@@ -151,6 +189,8 @@ def _missing_image(tmp_path: Path) -> Path:
     (lambda tmp, data: ["detector", "--data", str(data), "--jpeg", "0"], "jpeg quality"),
     (lambda tmp, data: ["grounding", "--data", str(data), "--model", str(tmp / "nomodel")], "cannot load the model"),
     (lambda tmp, data: ["refl4", "--pred", str(tmp / "p.json"), "--ann", str(tmp / "a.json")], "file not found"),
+    (lambda tmp, data: ["fresh", "--scenes", "0"], "--scenes and --pair-scenes must be at least 1"),
+    (lambda tmp, data: ["fresh", "--model", str(tmp / "nomodel")], "cannot load the model"),
     (lambda tmp, data: ["nonsense"], "invalid choice"),
 ])
 def test_bad_input_gives_one_line_and_exit_code_2(data, tmp_path, args, message):

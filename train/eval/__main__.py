@@ -4,6 +4,7 @@
     python -m train.eval fidelity  --data DIR [--model DIR] [--adapter DIR] [--split test] [--max N] [--out FILE]
     python -m train.eval grounding --data DIR [--model DIR] [--adapter DIR] ...
     python -m train.eval cycle     --data DIR [--model DIR] [--adapter DIR] ...
+    python -m train.eval fresh     [--model DIR] [--adapter DIR] [--scenes 12] [--pair-scenes 60] [--scene-seed S]
     python -m train.eval refl4     --pred PRED.json --ann ANN.jsonl [--category-map MAP.json]
 
 `detector` and `refl4` print a JSON object; the model commands print a markdown table
@@ -20,6 +21,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from model.results import GROUNDING_BEAMS
+from train.eval.fresh import FRESH_SEED, PAIR_SCENES
+from train.eval.fresh import SCENES as FRESH_SCENES
 from train.eval.report import markdown_table, to_builtin, write_json
 from train.shapes.records import SPLITS, RecordError, load_records
 
@@ -73,6 +76,12 @@ def build_parser() -> argparse.ArgumentParser:
         _data_args(command)
         _model_args(command)
         _output_args(command, "table")
+    fresh = commands.add_parser("fresh", help="grounding on freshly rendered scenes (no data dir)")
+    _model_args(fresh)
+    _output_args(fresh, "table")
+    fresh.add_argument("--scenes", type=int, default=FRESH_SCENES, help="scenes to ground every object of")
+    fresh.add_argument("--pair-scenes", type=int, default=PAIR_SCENES, help="later scenes searched for color pairs")
+    fresh.add_argument("--scene-seed", type=int, default=FRESH_SEED, help="seed the scenes are rendered from")
     refl4 = commands.add_parser("refl4", help="score a Ref-L4-style prediction file")
     refl4.add_argument("--pred", type=Path, required=True, help="predictions [{id, pred_bbox, format}]")
     refl4.add_argument("--ann", type=Path, required=True, help="annotations [{id, bbox (xywh), ori_category_id}]")
@@ -82,6 +91,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _records(args: argparse.Namespace) -> list[dict[str, Any]]:
+    if args.command == "fresh":  # renders its own scenes
+        if args.scenes < 1 or args.pair_scenes < 1:
+            raise RecordError("--scenes and --pair-scenes must be at least 1")
+        return []
     if args.max is not None and args.max < 1:
         raise RecordError(f"--max must be at least 1, got {args.max}")
     records = load_records(args.data, args.split, limit=args.max)
@@ -137,6 +150,12 @@ def run_cycle(args: argparse.Namespace, records: list[dict], model: Any) -> dict
     return evaluate_cycle(model, records, seed=args.seed, sampling=args.sampling, progress=not args.no_progress)
 
 
+def run_fresh(args: argparse.Namespace, records: list[dict], model: Any) -> dict[str, Any]:
+    from train.eval.fresh import evaluate_fresh
+
+    return evaluate_fresh(model, args.scenes, args.pair_scenes, args.scene_seed)
+
+
 def run_refl4(args: argparse.Namespace) -> dict[str, Any]:
     from train.eval.refl4 import ScoringError, read_json_list, score_refl4
 
@@ -155,6 +174,7 @@ def run_refl4(args: argparse.Namespace) -> dict[str, Any]:
 
 RUNNERS: dict[str, Callable[[argparse.Namespace, list[dict], Any], dict[str, Any]]] = {
     "detector": run_detector, "fidelity": run_fidelity, "grounding": run_grounding, "cycle": run_cycle,
+    "fresh": run_fresh,
 }
 
 
@@ -194,7 +214,11 @@ def main(argv: list[str] | None = None) -> int:
             except ModelUnavailable as err:
                 return _fail(f"cannot load the model: {err}")
         metrics = RUNNERS[args.command](args, records, model)
-        run = {"command": args.command, "data": str(args.data), "split": args.split, "records": len(records)}
+        if args.command == "fresh":
+            run = {"command": "fresh", "scenes": args.scenes, "pair_scenes": args.pair_scenes,
+                   "scene_seed": args.scene_seed}
+        else:
+            run = {"command": args.command, "data": str(args.data), "split": args.split, "records": len(records)}
         if args.command == "detector" and args.degradation.active:
             run["degradation"] = {"blur": args.blur, "noise": args.noise, "jpeg": args.jpeg}
         if model is not None:
