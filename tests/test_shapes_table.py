@@ -27,8 +27,8 @@ def recipe_calls(monkeypatch):
 
     calls = []
     monkeypatch.setattr(shapes, "run_data", lambda out, data, n: calls.append("data"))
-    monkeypatch.setattr(shapes, "run_vq", lambda out, steps: calls.append("vq"))
-    monkeypatch.setattr(shapes, "run_init", lambda out: calls.append("init"))
+    monkeypatch.setattr(shapes, "run_vq", lambda out, steps, grid: calls.append(("vq", grid)))
+    monkeypatch.setattr(shapes, "run_init", lambda out, grid, regrid_from: calls.append(("init", grid, regrid_from)))
     monkeypatch.setattr(shapes, "run_vision", lambda out, start: calls.append(("vision", start)))
 
     class FakeStage:
@@ -50,7 +50,7 @@ def test_recipe_warm_start_skips_vq_and_init_and_pretrains_the_given_models_enco
     warm = tmp_path / "earlier-model"
     assert shapes.main(["--out", str(tmp_path / "run"), "--until", "pmtp", "--warm-start", str(warm)]) == 0
     calls = recipe_calls
-    assert calls[:2] == ["data", ("vision", warm)] and "vq" not in calls and "init" not in calls
+    assert calls[:2] == ["data", ("vision", warm)] and len(calls) == 3  # no vq or init step
     argv = calls[2]
     assert argv[argv.index("--config") + 1].endswith("train/configs/shapes/pmtp_warm.yaml")
     assert argv[argv.index("--model.path") + 1] == str(tmp_path / "run" / "vision")
@@ -85,3 +85,34 @@ def test_recipe_refuses_warm_start_and_continue_together(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         shapes.main(["--out", str(tmp_path), "--warm-start", "a", "--continue", "b"])
     assert exit_info.value.code == 2 and "not both" in capsys.readouterr().err
+
+
+def test_recipe_grid_16_reaches_the_vq_and_init_steps(tmp_path, recipe_calls):
+    from train.recipes import shapes
+
+    assert shapes.main(["--out", str(tmp_path / "run"), "--until", "init", "--grid", "16"]) == 0
+    assert recipe_calls == ["data", ("vq", 16), ("init", 16, None)]
+    recipe_calls.clear()
+    assert shapes.main(["--out", str(tmp_path / "run"), "--until", "init"]) == 0
+    assert recipe_calls == ["data", ("vq", 8), ("init", 8, None)]
+
+
+def test_recipe_regrid_moves_the_earlier_model_and_trains_it_with_its_own_stage1_config(tmp_path, recipe_calls):
+    from train.recipes import shapes
+
+    earlier, run = tmp_path / "earlier-model", tmp_path / "run"
+    assert shapes.main(["--out", str(run), "--until", "pmtp", "--grid", "16", "--regrid", str(earlier)]) == 0
+    assert recipe_calls[:4] == ["data", ("vq", 16), ("init", 16, earlier), ("vision", run / "init")]
+    argv = recipe_calls[4]
+    assert argv[argv.index("--config") + 1].endswith("train/configs/shapes/pmtp_regrid.yaml")
+    assert argv[argv.index("--model.path") + 1] == str(run / "vision")
+
+
+def test_recipe_refuses_a_grid_for_an_earlier_model(tmp_path, capsys):
+    from train.recipes import shapes
+
+    for argv in (["--grid", "16", "--continue", "b"], ["--regrid", "b"], ["--grid", "16", "--regrid", "a",
+                                                                              "--warm-start", "b"]):
+        with pytest.raises(SystemExit) as exit_info:
+            shapes.main(["--out", str(tmp_path), *argv])
+        assert exit_info.value.code == 2 and "--regrid" in capsys.readouterr().err

@@ -8,7 +8,7 @@ Steps, each skipped when its result exists (so rerunning the command resumes; th
 stages themselves resume from their last `checkpoint-{step}`):
   data   Shapes World train/val/test renders (python -m train.synth), and the color_pairs
          split drawn from train (python -m train.shapes.color_pairs)
-  vq     the VQ tokenizer (python -m train.vq, train/configs/shapes/vq.yaml)
+  vq     the VQ tokenizer (python -m train.vq, train/configs/shapes/vq.yaml; vq_grid16.yaml with --grid 16)
   init   random Janus + trained VQ + Shapes tokenizer (train.recipes.shapes_init)
   vision the understanding encoder pre-trained on dense Shapes World targets (python -m
          train.vision_pretrain): what Janus-Pro's pre-trained SigLIP brings; not in the paper
@@ -22,7 +22,12 @@ stage 1 goes on from DIR as it is, with train/configs/shapes/pmtp_continue.yaml.
 Extra `--set section.field=value` overrides go to every training stage (e.g. a shorter
 `train.max_steps` for a quick preview); `--set STAGE:section.field=value` (STAGE pmtp, djo or
 rl) to that stage only (e.g. `--set pmtp:train.max_steps=4500` for a longer stage 1).
-`--export DIR` copies the last finished stage's model.
+`--export DIR` copies the last finished stage's model. `--grid 16` builds the 256-token
+architecture (8 px VQ cells and SigLIP patches) instead of the shipped 64-token one; it only
+changes the vq and init steps. With `--regrid DIR` the init step moves the earlier built-in
+model DIR to that grid (`model.regrid`: its LM, text side and SigLIP layers kept, the VQ and
+the image-token side new) instead of starting from random weights, and stage 1 runs
+train/configs/shapes/pmtp_regrid.yaml.
 """
 
 from __future__ import annotations
@@ -58,21 +63,27 @@ def run_data(out: Path, data: Path, n_train: int) -> None:
         write_color_pairs(data, "train", "color_pairs")
 
 
-def run_vq(out: Path, vq_steps: int | None) -> None:
+def run_vq(out: Path, vq_steps: int | None, grid: int = 8) -> None:
     from train import vq
+    from train.recipes.shapes_init import GRIDS
 
     if (out / "vq" / "config.json").is_file():
         return
     steps = [] if vq_steps is None else ["--steps", str(vq_steps)]
-    vq.main(load_config(vq.VQRun, ["--config", str(ROOT / "train/configs/shapes/vq.yaml"), "--out", str(out),
-                                   *steps, "--resume"]))
+    vq.main(load_config(vq.VQRun, ["--config", str(ROOT / GRIDS[grid][1]), "--out", str(out), *steps, "--resume"]))
 
 
-def run_init(out: Path) -> None:
-    from train.recipes.shapes_init import init_model
+def run_init(out: Path, grid: int = 8, regrid_from: Path | None = None) -> None:
+    from model.regrid import regrid
+    from train.recipes.shapes_init import GRIDS, init_model
 
-    if not (out / "init" / "config.json").is_file():
-        init_model(out / "init", out / "vq")
+    if (out / "init" / "config.json").is_file():
+        return
+    spec = GRIDS[grid][0]
+    if regrid_from is None:
+        init_model(out / "init", out / "vq", spec=spec)
+    else:
+        regrid(regrid_from, out / "vq", out / "init", max_positions=spec.max_positions)
 
 
 def run_vision(out: Path, start: Path) -> None:
@@ -145,6 +156,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n-train", type=int, default=20000, help="training images to render")
     parser.add_argument("--vq-steps", type=int, default=None,
                         help="VQ training steps (default: train/configs/shapes/vq.yaml)")
+    parser.add_argument("--grid", type=int, choices=(8, 16), default=8,
+                        help="image tokens per side of a model built from scratch: 8 (64 tokens, the shipped "
+                             "model's) or 16 (256 tokens; train/recipes/shapes_init.py)")
+    parser.add_argument("--regrid", default=None, metavar="DIR",
+                        help="with --grid: the init step moves this earlier built-in model to the grid (model.regrid)")
     parser.add_argument("--until", choices=STEPS, default="rl", help="last step to run")
     parser.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE",
                         help="override for every training stage, or STAGE:SECTION.FIELD=VALUE for one (repeatable)")
@@ -156,6 +172,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.warm_start and args.continue_from:
         parser.error("give --warm-start or --continue, not both")
+    if args.grid != 8 and (args.warm_start or args.continue_from):
+        parser.error("--grid builds a new model; an earlier model keeps its own grid (move it with --regrid)")
+    if args.regrid and (args.grid == 8 or args.warm_start or args.continue_from):
+        parser.error("--regrid needs --grid 16 and no --warm-start or --continue")
     earlier = args.warm_start or args.continue_from
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     out, data = Path(args.out), Path(args.data)
@@ -164,6 +184,8 @@ def main(argv: list[str] | None = None) -> int:
         stage1 = ("train/configs/shapes/pmtp_warm.yaml", out / STAGES["pmtp"][2])
     elif args.continue_from:
         stage1 = ("train/configs/shapes/pmtp_continue.yaml", Path(args.continue_from))
+    elif args.regrid:
+        stage1 = ("train/configs/shapes/pmtp_regrid.yaml", out / STAGES["pmtp"][2])
     for step in STEPS[: STEPS.index(args.until) + 1]:
         logger.info("recipe step: %s", step)
         if step == "data":
@@ -171,9 +193,9 @@ def main(argv: list[str] | None = None) -> int:
         elif step in ("vq", "init") and earlier or step == "vision" and args.continue_from:
             logger.info("skipped: stage 1 starts from %s", earlier)
         elif step == "vq":
-            run_vq(out, args.vq_steps)
+            run_vq(out, args.vq_steps, args.grid)
         elif step == "init":
-            run_init(out)
+            run_init(out, args.grid, Path(args.regrid) if args.regrid else None)
         elif step == "vision":
             run_vision(out, Path(args.warm_start) if args.warm_start else out / "init")
         else:

@@ -1,14 +1,17 @@
 """The EchoGen-Shapes architecture and its from-scratch initialization.
 
-A Janus with a small Llama LM, a small SigLIP encoder and our VQ, at 128 px: the VQ and
-SigLIP both see an 8x8 grid of 16 px cells, so one image is 64 tokens either way (fast
-enough for a 1 s round trip on a 2-core CPU). The tokenizer is byte-level BPE trained on
-the prompts of both tasks over Shapes World scenes, so the vocabulary's words, phrases and
-box numbers are single tokens or few.
+A Janus with a small Llama LM, a small SigLIP encoder and our VQ, at 128 px. transformers ties
+the VQ's latent grid to SigLIP's patch grid, so one image is grid x grid tokens both ways:
+- grid 8 (the shipped model): 16 px cells, 64 tokens;
+- grid 16: 8 px cells, 256 tokens, a VQ that downsamples 8x. Its round trips keep small shapes
+  that 16 px cells blur away (the VQ ceiling in train/README.md), at 4x the sequence length.
+The tokenizer is byte-level BPE trained on the prompts of both tasks over Shapes World scenes,
+so the vocabulary's words, phrases and box numbers are single tokens or few.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +27,13 @@ SHAPES_SPEC = JanusSpec(
     vq_channels=64, vq_channel_multiplier=(1, 1, 1, 1, 1), vq_res_blocks=0,  # train/configs/shapes/vq.yaml
     codebook_size=1024, codebook_dim=8, vocab_size=2600, max_positions=512,
 )
+SHAPES_GRID16_SPEC = replace(  # train/configs/shapes/vq_grid16.yaml; 256 image tokens + a prompt need > 512 positions
+    SHAPES_SPEC, patch_size=8, vq_channel_multiplier=(1, 1, 1, 1), max_positions=1024,
+)
+GRIDS = {  # image tokens per side -> (architecture, VQ training config)
+    8: (SHAPES_SPEC, "train/configs/shapes/vq.yaml"),
+    16: (SHAPES_GRID16_SPEC, "train/configs/shapes/vq_grid16.yaml"),
+}
 
 
 def shapes_corpus(n_scenes: int = 3000, seed: int = 12345) -> list[str]:
