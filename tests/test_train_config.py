@@ -102,7 +102,7 @@ def test_every_field_has_help():
 def test_shipped_stage_configs_load(path):
     if path.parent.name == "accelerate":
         return
-    if path.stem == "vq":
+    if path.stem.startswith("vq"):
         from train.vq import VQRun
 
         assert load_config(VQRun, ["--config", str(path)]).vq.base_channels % 32 == 0
@@ -112,8 +112,8 @@ def test_shipped_stage_configs_load(path):
 
         assert load_config(VisionPretrainRun, ["--config", str(path)]).vision.steps > 0
         return
-    stage = {"pmtp": PMTPRun, "pmtp_warm": PMTPRun, "pmtp_continue": PMTPRun, "djo": DJORun,
-             "cycle_rl": CycleRLRun}[path.stem]
+    stage = {"pmtp": PMTPRun, "pmtp_warm": PMTPRun, "pmtp_continue": PMTPRun, "pmtp_regrid": PMTPRun,
+             "djo": DJORun, "cycle_rl": CycleRLRun}[path.stem]
     cfg = load_config(stage, ["--config", str(path)])
     assert cfg.train.output_dir.startswith("runs/")
 
