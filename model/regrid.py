@@ -34,7 +34,7 @@ FRESH_PREFIXES = (
 )
 POSITION_TABLE = "model.vision_model.embeddings.position_embedding.weight"
 VQ_ARCHITECTURE = ("embed_dim", "num_embeddings", "latent_channels", "base_channels", "channel_multiplier",
-                   "num_res_blocks", "double_latent", "in_channels", "out_channels", "num_hidden_layers")
+                   "num_res_blocks", "double_latent", "in_channels", "out_channels")  # not the LM-side aligner's depth
 
 
 class RegridError(ValueError):

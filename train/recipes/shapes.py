@@ -74,7 +74,6 @@ def run_vq(out: Path, vq_steps: int | None, grid: int = 8) -> None:
 
 
 def run_init(out: Path, grid: int = 8, regrid_from: Path | None = None) -> None:
-    from model.regrid import regrid
     from train.recipes.shapes_init import GRIDS, init_model
 
     if (out / "init" / "config.json").is_file():
@@ -83,6 +82,8 @@ def run_init(out: Path, grid: int = 8, regrid_from: Path | None = None) -> None:
     if regrid_from is None:
         init_model(out / "init", out / "vq", spec=spec)
     else:
+        from model.regrid import regrid
+
         regrid(regrid_from, out / "vq", out / "init", max_positions=spec.max_positions)
 
 
