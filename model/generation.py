@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from model.fused_step import FusedLayers
 from model.image_step import ImageEmbeddingTable, ImageHead
 from model.inputs import position_ids
-from model.kv_cache import preallocated_cache
+from model.kv_cache import preallocated_cache, reorder_hypotheses
 from model.results import SamplingConfig
 
 Head = Callable[[torch.Tensor], torch.Tensor]  # hidden [B, D] -> logits [B, V]
@@ -126,7 +126,7 @@ def decode(
         else:  # hypotheses move to the rows of their best extensions (same prompt: same positions, mask)
             token, origin = beams.extend(logits, finished, request.fill_token)
             tokens, finished = tokens[origin], finished[origin]
-            cache.batch_select_indices(origin)
+            reorder_hypotheses(cache, origin, shared_prefix=mask.shape[1])  # hypotheses of a row share its prompt
         if request.stop_token is not None:
             token = token.masked_fill(finished, request.fill_token)
             finished |= token == request.stop_token

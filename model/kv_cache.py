@@ -52,6 +52,25 @@ class PreallocatedLayer(DynamicLayer):
             self.keys = self.key_buffer[..., :self.length, :]
             self.values = self.value_buffer[..., :self.length, :]
 
+    def reorder_from(self, indices: torch.Tensor, start: int) -> None:
+        """Rows take the keys and values of rows `indices` at positions start.. only. Beam
+        search reorders hypotheses of one prompt, whose first `start` positions (the prompt)
+        are the same in every row it mixes, so only the answer so far needs copying."""
+        if self.is_initialized and self.length > start:
+            for buffer in (self.key_buffer, self.value_buffer):
+                part = buffer[..., start:self.length, :]  # [R, H, n, d], a view
+                part.copy_(part[indices])
+
+
+def reorder_hypotheses(cache: Cache, indices: torch.Tensor, shared_prefix: int) -> None:
+    """`cache.batch_select_indices(indices)` for a cache whose rows agree on their first
+    `shared_prefix` positions wherever `indices` mixes them: copies only what follows."""
+    for layer in cache.layers:
+        if isinstance(layer, PreallocatedLayer):
+            layer.reorder_from(indices, shared_prefix)
+        else:
+            layer.batch_select_indices(indices)
+
 
 def preallocated_cache(num_layers: int, max_len: int) -> Cache:
     return Cache(layers=[PreallocatedLayer(max_len) for _ in range(num_layers)])

@@ -67,6 +67,19 @@ def test_wide_enough_beam_finds_the_most_likely_sequence(spread_echogen):
 
 
 @torch.no_grad()
+def test_exhaustive_beams_score_hypotheses_by_their_own_history(spread_echogen):
+    """With the model's own logits (no trap), the search must keep each hypothesis' keys and
+    values with it as hypotheses move between rows: 16 beams over 4 tokens x 3 steps must find
+    the sequence that teacher forcing scores best, for every prompt."""
+    eg = spread_echogen
+    for text in ["yellow", "a red circle on the left", "blue square"]:  # "yellow" fails if they do not
+        scores = {seq: sequence_logprob(eg, text, list(seq), only_allowed)
+                  for seq in itertools.product(ALLOWED, repeat=3)}
+        searched = tuple(generation.decode(eg.model, request(eg, [text], beams=16))[0].tolist())
+        assert searched == max(scores, key=scores.get), text
+
+
+@torch.no_grad()
 def test_beams_of_a_padded_batch_equal_rows_run_alone(spread_echogen):
     eg = spread_echogen
     texts = ["blue square", "a small green star behind the red circle"]
