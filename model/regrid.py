@@ -2,7 +2,7 @@
 
 transformers ties the VQ's latent grid to SigLIP's patch grid (`JanusConfig` sets the VQ's
 `num_patches` to `image_size // patch_size`), so one image is grid x grid tokens both ways. A
-finer grid (the built-in model's 8 -> 16: 64 -> 256 tokens) changes:
+finer grid (8 -> 16: 64 -> 256 tokens, how PREVIEW 12 became the built-in PREVIEW 13) changes:
 - the VQ: replaced by one trained for that grid (`python -m train.vq`);
 - the image-token side of the LM (generation embeddings, aligner and head): the new codes
   mean something else, so these start fresh;
