@@ -139,14 +139,7 @@ class EchoGen:
             chunk = pairs[start:start + self.max_batch]
             batch = inputs.encode_prompts(self.tokenizer, [grounding_prompt(p, block) for _, p in chunk], self.device)
             index = torch.tensor([i for i, _ in chunk], device=self.device)
-            request = generation.DecodeRequest(
-                inputs_embeds=inputs.embed_prompts(self.model, batch.input_ids, features, index, self.special.image),
-                attention_mask=batch.attention_mask, num_tokens=MAX_GROUNDING_TOKENS,
-                head=generation.text_head(self.model), embed=generation.text_embed(self.model),
-                stop_token=self.special.box_close, fill_token=self.special.pad, constrain=self.box_grammar,
-                beams=self.grounding_beams,
-            )
-            out = generation.decode(self.model, request)
+            out = generation.decode(self.model, self._grounding_request(batch, features, index))
             answers += self.tokenizer.batch_decode(out, skip_special_tokens=True)
             if progress:
                 progress(min(start + self.max_batch, len(pairs)), len(pairs))
@@ -157,6 +150,29 @@ class EchoGen:
             box = None if parsed.box is None else letterbox_denormalize(parsed.box, width, height)
             results[i].append(Grounding(phrase, box, parsed.valid, text))
         return results
+
+    def _grounding_request(self, batch: inputs.PromptBatch, features: torch.Tensor,
+                           index: torch.Tensor) -> generation.DecodeRequest:
+        """Decoding of grounding prompts `batch`; prompt b shows image `index[b]` of `features`.
+
+        Each image's prompt start (user tag and image block, the bulk of a grounding prompt) is
+        run once for all of its phrases when the prompts share one (ours always do)."""
+        answer = dict(
+            num_tokens=MAX_GROUNDING_TOKENS, head=generation.text_head(self.model),
+            embed=generation.text_embed(self.model), stop_token=self.special.box_close,
+            fill_token=self.special.pad, constrain=self.box_grammar, beams=self.grounding_beams,
+        )
+        shared = inputs.split_shared_start(batch, self.special.eoi, self.special.pad)
+        if shared is None:
+            return generation.DecodeRequest(
+                inputs_embeds=inputs.embed_prompts(self.model, batch.input_ids, features, index, self.special.image),
+                attention_mask=batch.attention_mask, **answer)
+        images, start_index = index.unique(return_inverse=True)  # [N] images shown, [B] start row of each prompt
+        start_ids = shared.ids.expand(len(images), -1)  # [N, P]
+        return generation.DecodeRequest(
+            inputs_embeds=inputs.embed_prompts(self.model, shared.rest.input_ids),
+            attention_mask=shared.rest.attention_mask, start_index=start_index,
+            start_embeds=inputs.embed_prompts(self.model, start_ids, features, images, self.special.image), **answer)
 
     # ---- layout -> image -> layout -----------------------------------------------------
     def cycle(

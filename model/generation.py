@@ -45,6 +45,11 @@ class DecodeRequest:
     # (step, tokens so far [B, step], logits [B, V]) -> logits, before sampling (e.g. model.box_grammar)
     constrain: Callable[[int, torch.Tensor, torch.Tensor], torch.Tensor] | None = None
     beams: int = 1  # > 1: beam search (greedy, no CFG): each prompt row keeps this many hypotheses
+    # A start shared by many prompts, run through the LM once (grounding: one image, many phrases).
+    # inputs_embeds / attention_mask then hold only what follows it; prompt row r continues start
+    # row start_index[r].
+    start_embeds: torch.Tensor | None = None  # [N, P, D], no padding
+    start_index: torch.Tensor | None = None  # [R]
 
 
 def filter_logits(logits: torch.Tensor, top_k: int | None, top_p: float | None) -> torch.Tensor:
@@ -89,18 +94,25 @@ def decode(
 
     `model` is a JanusForConditionalGeneration (LoRA layers injected in place also work).
     With `request.row_index`, the prompt rows are prefilled once and fanned out to the
-    decode rows (N candidates of one layout share one prefill). With `request.beams` = W > 1,
+    decode rows (N candidates of one layout share one prefill); with `request.start_embeds`, a
+    start common to many prompts is run once before them. With `request.beams` = W > 1,
     each decode row is searched as W hypotheses and its best one comes back."""
     width = beam_width(request, sampling)
     lm = model.model.language_model
     mask = request.attention_mask
+    start = 0 if request.start_embeds is None else request.start_embeds.shape[1]
+    cache = preallocated_cache(lm.config.num_hidden_layers, start + mask.shape[1] + request.num_tokens)
+    if start:  # the shared start once per start row, then its keys and values fanned out to the prompts
+        start_positions = torch.arange(start, device=mask.device).expand(request.start_embeds.shape[0], -1)
+        lm(inputs_embeds=request.start_embeds, position_ids=start_positions, past_key_values=cache, use_cache=True)
+        cache.batch_select_indices(request.start_index)
+        mask = torch.cat([mask.new_ones(mask.shape[0], start), mask], dim=1)  # [R, P + L]
     positions = position_ids(mask)
-    cache = preallocated_cache(lm.config.num_hidden_layers, mask.shape[1] + request.num_tokens)
     # Without padding the mask is all ones and attention needs none: skip building it.
     use_mask = not bool(mask.all())
     out = lm(
         inputs_embeds=request.inputs_embeds, attention_mask=mask if use_mask else None,
-        position_ids=positions, past_key_values=cache, use_cache=True,
+        position_ids=positions[:, start:], past_key_values=cache, use_cache=True,
     )
     hidden = out.last_hidden_state[:, -1]  # [R, D]
     row_index = request.row_index

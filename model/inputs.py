@@ -21,6 +21,35 @@ def encode_prompts(tokenizer, prompts: list[str], device: torch.device | str = "
     return PromptBatch(enc.input_ids.to(device), enc.attention_mask.to(device))
 
 
+@dataclass
+class SharedStart:
+    ids: torch.Tensor  # [P] the start every prompt of a batch begins with
+    rest: PromptBatch  # [B, L] what follows it in each prompt, left-padded
+
+
+def split_shared_start(batch: PromptBatch, last_token: int, pad_token: int) -> SharedStart | None:
+    """Left-padded prompts that all begin with the same ids, up to and including their one
+    `last_token`, -> that start and the rest of each prompt; None when they do not.
+
+    Grounding prompts all begin with the user tag and one image block (ending in
+    `<end_of_image>`), so their long start can be run through the LM once per image."""
+    ids, real = batch.input_ids, batch.attention_mask.bool()
+    hits = (ids == last_token) & real
+    if not bool((hits.sum(1) == 1).all()):
+        return None
+    firsts, ends = (~real).sum(1).tolist(), hits.int().argmax(1).tolist()  # first real token, `last_token`
+    starts = [ids[row, first:end + 1] for row, (first, end) in enumerate(zip(firsts, ends))]
+    if max(ends) == ids.shape[1] - 1 or any(not torch.equal(start, starts[0]) for start in starts):
+        return None  # a prompt ends with the start (nothing left to decode from) or starts differ
+    length = ids.shape[1] - min(ends) - 1  # the longest rest
+    rest_ids = ids.new_full((ids.shape[0], length), pad_token)
+    rest_mask = torch.zeros_like(rest_ids)
+    for row, end in enumerate(ends):
+        rest_ids[row, length - (ids.shape[1] - end - 1):] = ids[row, end + 1:]
+        rest_mask[row, length - (ids.shape[1] - end - 1):] = 1
+    return SharedStart(starts[0], PromptBatch(rest_ids, rest_mask))
+
+
 def unconditional_ids(batch: PromptBatch, special: SpecialTokens) -> torch.Tensor:
     """Janus' unconditional prompt: every token but BOS and BOI replaced by pad."""
     ids = batch.input_ids

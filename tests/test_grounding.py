@@ -89,3 +89,44 @@ def test_bad_image_files_raise_clear_errors(tmp_path):
     huge.save(path)
     with pytest.raises(ImageInputError, match="megapixels"):
         open_image(path)
+
+
+def test_phrases_of_one_image_share_its_prompt_start(spread_echogen, monkeypatch):
+    """Each image's user tag and image block run once for all its phrases, and the answers are
+    the ones the full prompts give, for phrases of different lengths over several images."""
+    from model import inputs
+
+    eg = spread_echogen
+    images = [Image.new("RGB", (32, 32), (200, 30, 30)), Image.new("RGB", (48, 32), (20, 40, 220))]
+    phrases = [["red circle", "a small blue square behind the star", "star"], ["green triangle", "star"]]
+    calls = []
+    original = inputs.split_shared_start
+    monkeypatch.setattr(inputs, "split_shared_start", lambda *a: calls.append(original(*a)) or calls[-1])
+    shared = eg.ground(images, phrases)
+    assert calls and all(c is not None for c in calls)  # control: the start was shared
+    monkeypatch.setattr(inputs, "split_shared_start", lambda *a: None)
+    full = eg.ground(images, phrases)
+    assert [[g.text for g in group] for group in shared] == [[g.text for g in group] for group in full]
+
+
+def test_split_shared_start_rebuilds_each_prompt_or_refuses():
+    import torch
+
+    from model.inputs import PromptBatch, split_shared_start
+
+    pad, end = 0, 9
+    ids = torch.tensor([[0, 0, 5, 6, 9, 7, 8], [5, 6, 9, 1, 2, 3, 4], [0, 5, 6, 9, 3, 3, 1]])
+    batch = PromptBatch(ids, (ids != pad).long())
+    shared = split_shared_start(batch, end, pad)
+    assert shared.ids.tolist() == [5, 6, 9]
+    for row, rest, mask in zip(ids.tolist(), shared.rest.input_ids.tolist(), shared.rest.attention_mask.tolist()):
+        real = [t for t in row if t != pad]
+        assert real == shared.ids.tolist() + [t for t, m in zip(rest, mask) if m]
+        assert mask == sorted(mask)  # left-padded
+    differing = ids.clone()
+    differing[1, 1] = 4
+    assert split_shared_start(PromptBatch(differing, batch.attention_mask), end, pad) is None
+    no_end = torch.tensor([[5, 6, 7, 8]])
+    assert split_shared_start(PromptBatch(no_end, torch.ones_like(no_end)), end, pad) is None
+    ends_last = torch.tensor([[5, 6, 9]])
+    assert split_shared_start(PromptBatch(ends_last, torch.ones_like(ends_last)), end, pad) is None
