@@ -130,3 +130,18 @@ def test_split_shared_start_rebuilds_each_prompt_or_refuses():
     assert split_shared_start(PromptBatch(no_end, torch.ones_like(no_end)), end, pad) is None
     ends_last = torch.tensor([[5, 6, 9]])
     assert split_shared_start(PromptBatch(ends_last, torch.ones_like(ends_last)), end, pad) is None
+
+
+def test_a_shared_start_needs_the_start_row_of_every_prompt(tiny_echogen):
+    import torch
+
+    from model import generation
+
+    eg = tiny_echogen
+    request = generation.DecodeRequest(
+        inputs_embeds=torch.zeros(2, 3, eg.model.config.text_config.hidden_size),
+        attention_mask=torch.ones(2, 3, dtype=torch.long), num_tokens=2,
+        head=generation.text_head(eg.model), embed=generation.text_embed(eg.model),
+        start_embeds=torch.zeros(1, 4, eg.model.config.text_config.hidden_size))
+    with pytest.raises(ValueError, match="start_index"):
+        generation.decode(eg.model, request)
