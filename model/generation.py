@@ -102,9 +102,9 @@ def decode(
     mask = request.attention_mask
     start = 0 if request.start_embeds is None else request.start_embeds.shape[1]
     cache = preallocated_cache(lm.config.num_hidden_layers, start + mask.shape[1] + request.num_tokens)
-    if start and (request.start_index is None or request.start_index.shape[0] != mask.shape[0]):
-        raise ValueError("start_embeds needs start_index: the start row of every prompt row")
     if start:  # the shared start once per start row, then its keys and values fanned out to the prompts
+        if request.start_index is None or request.start_index.shape[0] != mask.shape[0]:
+            raise ValueError("start_embeds needs start_index: the start row of every prompt row")
         start_positions = torch.arange(start, device=mask.device).expand(request.start_embeds.shape[0], -1)
         lm(inputs_embeds=request.start_embeds, position_ids=start_positions, past_key_values=cache, use_cache=True)
         cache.batch_select_indices(request.start_index)

@@ -41,13 +41,11 @@ def split_shared_start(batch: PromptBatch, last_token: int, pad_token: int) -> S
     starts = [ids[row, first:end + 1] for row, (first, end) in enumerate(zip(firsts, ends))]
     if max(ends) == ids.shape[1] - 1 or any(not torch.equal(start, starts[0]) for start in starts):
         return None  # a prompt ends with the start (nothing left to decode from) or starts differ
-    length = ids.shape[1] - min(ends) - 1  # the longest rest
-    rest_ids = ids.new_full((ids.shape[0], length), pad_token)
-    rest_mask = torch.zeros_like(rest_ids)
-    for row, end in enumerate(ends):
-        rest_ids[row, length - (ids.shape[1] - end - 1):] = ids[row, end + 1:]
-        rest_mask[row, length - (ids.shape[1] - end - 1):] = 1
-    return SharedStart(starts[0], PromptBatch(rest_ids, rest_mask))
+    # Left padding puts every rest at the end of its row: the last columns, past each row's start.
+    columns = torch.arange(min(ends) + 1, ids.shape[1], device=ids.device)  # [L] the longest rest
+    rest_mask = columns.unsqueeze(0) > torch.tensor(ends, device=ids.device).unsqueeze(1)  # [B, L]
+    rest_ids = torch.where(rest_mask, ids[:, columns], pad_token)
+    return SharedStart(starts[0], PromptBatch(rest_ids, rest_mask.long()))
 
 
 def unconditional_ids(batch: PromptBatch, special: SpecialTokens) -> torch.Tensor:
