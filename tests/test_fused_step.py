@@ -59,3 +59,17 @@ def test_unmerged_lora_is_not_fused(tiny_janus_dir):
     model = EchoGen.load(tiny_janus_dir).model
     get_peft_model(model, LoraConfig(r=2, target_modules=["q_proj", "v_proj"]))
     assert FusedLayers.build(model.model.language_model) is None
+
+
+def test_rotation_is_llamas_bit_for_bit():
+    from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
+
+    from model.fused_step import _rotate, _signed_sin
+
+    torch.manual_seed(0)
+    q, k = torch.randn(2, 4, 1, 16), torch.randn(2, 2, 1, 16)
+    cos, sin = torch.randn(2, 1, 16), torch.randn(2, 1, 16)  # [R, 1, d] as rotary_emb gives them
+    expected_q, expected_k = apply_rotary_pos_emb(q, k, cos, sin)
+    signed = _signed_sin(sin).unsqueeze(1)
+    assert torch.equal(_rotate(q, cos.unsqueeze(1), signed), expected_q)
+    assert torch.equal(_rotate(k, cos.unsqueeze(1), signed), expected_k)
