@@ -57,8 +57,9 @@ def input_major(*weights: torch.Tensor) -> torch.Tensor:
     return torch.cat(weights).t().contiguous().detach()
 
 
-def _signed_sin(sin: torch.Tensor) -> torch.Tensor:
-    """Rotary's sin with its first half negated, so that `_rotate` needs no rotate_half."""
+def signed_sin(sin: torch.Tensor) -> torch.Tensor:
+    """Rotary's sin with its first half negated, so that `_rotate` needs no rotate_half (what
+    `FusedLayers` takes in place of sin; callers compute it once for all steps)."""
     half = sin.shape[-1] // 2
     return torch.cat((-sin[..., :half], sin[..., half:]), dim=-1)
 
@@ -106,13 +107,13 @@ class FusedLayers:
                    first.scaling)
 
     @torch.no_grad()
-    def __call__(self, hidden: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, cache,
+    def __call__(self, hidden: torch.Tensor, cos: torch.Tensor, sin_signed: torch.Tensor, cache,
                  mask: torch.Tensor | None) -> torch.Tensor:
         """hidden [R, 1, D] -> [R, 1, D] after all layers (before the final norm).
 
-        cos, sin: [R, 1, d]; mask: bool [R, 1, 1, kv] or None; `cache` is updated in place."""
+        cos, sin_signed (`signed_sin` of rotary's sin): [R, 1, d]; mask: bool [R, 1, 1, kv] or None; `cache` is updated in place."""
         rows, dim, d = hidden.shape[0], hidden.shape[-1], self.head_dim
-        cos, sin = cos.unsqueeze(1), _signed_sin(sin).unsqueeze(1)  # [R, 1, 1, d]: broadcast over heads
+        cos, sin = cos.unsqueeze(1), sin_signed.unsqueeze(1)  # [R, 1, 1, d]: broadcast over heads
         q_size, kv_size = self.heads * d, self.kv_heads * d
         for index, w in enumerate(self.layers):
             normed = F.rms_norm(hidden, (dim,), w.input_norm, self.eps)

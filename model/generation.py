@@ -21,7 +21,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from model.fused_step import FusedLayers
+from model.fused_step import FusedLayers, signed_sin
 from model.image_step import ImageEmbeddingTable, ImageHead
 from model.inputs import position_ids
 from model.kv_cache import preallocated_cache, reorder_hypotheses
@@ -201,6 +201,8 @@ class _DecodeStep:
             dummy = torch.empty(0, dtype=next(lm.parameters()).dtype, device=first_position.device)
             self.cos, self.sin = lm.rotary_emb(dummy, position_ids=self.positions)  # [R, T, d] each
         self.fused = FusedLayers.for_lm(lm) if self.fast else None
+        if self.fused is not None:
+            self.sin_signed = signed_sin(self.sin)  # [R, T, d], once for all steps
 
     def __call__(self, t: int, embeds: torch.Tensor) -> torch.Tensor:
         if self.mask is not None:
@@ -212,9 +214,10 @@ class _DecodeStep:
             return out.last_hidden_state[:, -1]
         attention_mask = None if self.mask is None else self.mask.bool()[:, None, None, :]  # [R, 1, 1, kv]
         hidden = embeds.unsqueeze(1)  # [R, 1, D]
-        rotary = (self.cos[:, t:t + 1], self.sin[:, t:t + 1])
+        cos = self.cos[:, t:t + 1]
         if self.fused is not None:
-            return self.lm.norm(self.fused(hidden, *rotary, self.cache, attention_mask))[:, -1]
+            return self.lm.norm(self.fused(hidden, cos, self.sin_signed[:, t:t + 1], self.cache, attention_mask))[:, -1]
+        rotary = (cos, self.sin[:, t:t + 1])
         for layer in self.lm.layers:
             hidden = layer(hidden, attention_mask=attention_mask, position_embeddings=rotary,
                            position_ids=position, past_key_values=self.cache, use_cache=True)

@@ -2,7 +2,7 @@
 
 import torch
 
-from model.fused_step import FusedLayers
+from model.fused_step import FusedLayers, signed_sin
 from model.kv_cache import preallocated_cache
 
 
@@ -25,7 +25,7 @@ def _step_both_ways(lm, prompt_len: int = 5, rows: int = 3):
                     hidden = layer(hidden, attention_mask=None, position_embeddings=(cos, sin),
                                    position_ids=positions[:, -1:], past_key_values=cache, use_cache=True)
             else:
-                hidden = fused(token, cos, sin, cache, None)
+                hidden = fused(token, cos, signed_sin(sin), cache, None)
         outputs.append(hidden)
     return outputs
 
@@ -64,12 +64,12 @@ def test_unmerged_lora_is_not_fused(tiny_janus_dir):
 def test_rotation_is_llamas_bit_for_bit():
     from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
 
-    from model.fused_step import _rotate, _signed_sin
+    from model.fused_step import _rotate
 
     torch.manual_seed(0)
     q, k = torch.randn(2, 4, 1, 16), torch.randn(2, 2, 1, 16)
     cos, sin = torch.randn(2, 1, 16), torch.randn(2, 1, 16)  # [R, 1, d] as rotary_emb gives them
     expected_q, expected_k = apply_rotary_pos_emb(q, k, cos, sin)
-    signed = _signed_sin(sin).unsqueeze(1)
+    signed = signed_sin(sin).unsqueeze(1)
     assert torch.equal(_rotate(q, cos.unsqueeze(1), signed), expected_q)
     assert torch.equal(_rotate(k, cos.unsqueeze(1), signed), expected_k)
