@@ -11,10 +11,11 @@ import torch
 from model import inputs
 from model.layout_text import normalize_box
 from model.tokens import SpecialTokens
-from train import cycle_rl, djo, loop
+from train import cycle_rl, djo, loop, pmtp
 from train.config import ConfigError, load_config
 from train.losses import (
-    IGNORE, BoxNumberTargets, annealed_tau, grounding_inputs, grounding_loss, gumbel_softmax, l2i_inputs,
+    IGNORE, BoxNumberTargets, annealed_tau, grounded_records, grounding_inputs, grounding_loss, gumbel_softmax,
+    l2i_inputs,
     packed_grounding_inputs, straight_through, supervised_losses, through_frozen, to_siglip,
 )
 
@@ -100,6 +101,29 @@ def test_packed_queries_do_not_see_each_other(spread_echogen):
 
     torch.testing.assert_close(second_answer_logits("black diamond behind"), second_answer_logits("red circle"),
                                rtol=1e-5, atol=1e-5)
+
+
+def test_grounded_records_are_a_seeded_share_of_at_least_one():
+    assert grounded_records(4, 1.0, None) == [0, 1, 2, 3]  # share 1 draws nothing
+    picked = grounded_records(16, 0.25, np.random.default_rng(0))
+    assert len(picked) == 4 and picked == sorted(set(picked)) and all(0 <= i < 16 for i in picked)
+    assert picked == grounded_records(16, 0.25, np.random.default_rng(0))
+    assert grounded_records(16, 0.25, np.random.default_rng(1)) != picked
+    assert len(grounded_records(3, 0.1, np.random.default_rng(0))) == 1
+
+
+def test_pmtp_grounding_share_grounds_part_of_the_batch(tiny_janus_dir, shapes_dir, tmp_path):
+    """Every record trains L2I; only the grounded ones bring pixels and queries, indexed among themselves."""
+    run = make_run(pmtp.PMTPRun, tiny_janus_dir, shapes_dir, tmp_path, "--full", "--train.batch_size", "4",
+                   "--pmtp.grounding_share", "0.5")
+    make_batch, loss_fn, _ = pmtp.build(run)
+    batch = make_batch(0, 0)
+    assert batch.l2i.input_ids.shape[0] == batch.image_tokens.shape[0] == 4
+    assert batch.pixels.shape[0] == 2 and set(batch.grounding.image_index.tolist()) <= {0, 1}
+    loss, stats = loss_fn(run.model, batch)
+    assert torch.isfinite(loss) and {"l2i_loss", "grounding_loss"} <= set(stats)
+    with pytest.raises(ConfigError, match="grounding_share"):
+        pmtp.PMTPConfig(grounding_share=0.0)
 
 
 def test_caption_dropout_uses_the_unconditional_prompt(tiny_echogen):

@@ -55,7 +55,7 @@ class SupervisedBatch:
     l2i: inputs.PromptBatch  # [B, L] L2I prompts, caption-dropped rows unconditional
     conditional: torch.Tensor  # [B] bool: rows that kept their layout prompt
     image_tokens: torch.Tensor  # [B, T] ground-truth VQ tokens
-    pixels: torch.Tensor  # [B, 3, S, S] ground-truth images (SigLIP input)
+    pixels: torch.Tensor  # [G, 3, S, S] ground-truth images of the G grounded records (SigLIP input)
     grounding: GroundingInputs
 
 
@@ -138,20 +138,32 @@ def _pack_queries(pairs: list[tuple[list[int], list[int]]]):
     return ids, labels, positions, segments
 
 
+def grounded_records(count: int, share: float, rng: np.random.Generator) -> list[int]:
+    """Indices (ascending) of the `round(share * count)` records, at least one, that get grounding
+    queries; every record at share 1 (without drawing from `rng`, so such runs keep their data)."""
+    if share >= 1.0:
+        return list(range(count))
+    keep = max(1, round(share * count))
+    return sorted(int(i) for i in rng.choice(count, keep, replace=False))
+
+
 def supervised_batch(records: list[Record], tokens: torch.Tensor, processor, special: SpecialTokens,
                      rng: np.random.Generator, caption_dropout: float, max_phrases: int,
-                     num_features: int, device, dtype) -> SupervisedBatch:
+                     num_features: int, device, dtype, grounding_share: float = 1.0) -> SupervisedBatch:
+    """All B records train L2I; `grounding_share` of them (at least one, picked by `rng`) are also
+    asked for their objects. `pixels` and the queries' image indices cover only those records."""
     tokenizer = processor.tokenizer
     drop = [bool(d) for d in rng.random(len(records)) < caption_dropout]
+    grounded = grounded_records(len(records), grounding_share, rng)
     queries = []
-    for b, record in enumerate(records):
-        side = record.layout.width
-        queries += [(b, q.phrase, normalize_box(q.box, side, side)) for q in pick_queries(record, max_phrases, rng)]
+    for b, i in enumerate(grounded):
+        side = records[i].layout.width
+        queries += [(b, q.phrase, normalize_box(q.box, side, side)) for q in pick_queries(records[i], max_phrases, rng)]
     return SupervisedBatch(
         l2i=l2i_inputs(tokenizer, special, [r.layout for r in records], drop, device),
         conditional=~torch.tensor(drop, device=device),
         image_tokens=tokens.to(device),
-        pixels=load_pixels(processor.image_processor, [r.image for r in records], device, dtype),
+        pixels=load_pixels(processor.image_processor, [records[i].image for i in grounded], device, dtype),
         grounding=packed_grounding_inputs(tokenizer, special, queries, num_features, device),
     )
 
@@ -328,7 +340,7 @@ def supervised_losses(model, batch: SupervisedBatch, l2i_weight: float, groundin
         l2i = token_cross_entropy(logits, batch.image_tokens)
         loss, stats["l2i_loss"] = l2i_weight * l2i, l2i.detach()
     if grounding_weight > 0:
-        features = inputs.image_features(model, batch.pixels)  # [B, P, D]
+        features = inputs.image_features(model, batch.pixels)  # [G, P, D]
         ground = grounding_loss(model, batch.grounding, features, numbers)
         loss, stats["grounding_loss"] = loss + grounding_weight * ground, ground.detach()
     return loss, stats, logits

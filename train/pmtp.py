@@ -14,7 +14,9 @@ Every micro-batch holds B records (image + layout). For each record:
 "Shared tokens": the `<ref>phrase</ref><box>[x1, y1, x2, y2]</box>` span of one object is the
 same token sequence in both tasks: read inside the L2I condition, written as the grounding
 answer. Training both on the same samples ties the box tokens to the same image regions in
-both directions. Loss = `l2i_weight * L2I + grounding_weight * grounding`.
+both directions. Loss = `l2i_weight * L2I + grounding_weight * grounding`. With
+`pmtp.grounding_share` < 1 only that share of a batch's records is grounded (a step then costs
+less; for a model whose grounding is ahead of its drawing).
 """
 
 from __future__ import annotations
@@ -36,6 +38,8 @@ logger = logging.getLogger(__name__)
 class PMTPConfig:
     l2i_weight: float = option("weight of the L2I image-token loss", default=1.0)
     grounding_weight: float = option("weight of the grounding answer loss", default=1.0)
+    grounding_share: float = option("share of each batch's records also asked for their objects (at least one "
+                                    "record); below 1 a step spends more of its compute on L2I", default=1.0)
     caption_dropout: float = option("share of L2I rows trained on the unconditional prompt (for CFG)",
                                    default=0.1)
     box_sigma: float = option("soft targets for whole-number box tokens: Gaussian std in 0-1000 units; 0 = plain "
@@ -48,6 +52,8 @@ class PMTPConfig:
     def __post_init__(self):
         if self.l2i_weight < 0 or self.grounding_weight < 0 or self.l2i_weight + self.grounding_weight == 0:
             raise ConfigError("pmtp loss weights must be >= 0 and not both 0")
+        if not 0.0 < self.grounding_share <= 1.0:
+            raise ConfigError(f"pmtp.grounding_share must be in (0, 1], got {self.grounding_share}")
         if not 0.0 <= self.caption_dropout < 1.0:
             raise ConfigError(f"pmtp.caption_dropout must be in [0, 1), got {self.caption_dropout}")
         if not 0.0 <= self.number_noise <= 1.0:
@@ -69,7 +75,8 @@ def build(run: loop.Run):
     """(make_batch, loss_fn, validate) of stage 1 for `run`."""
     weights = run.cfg.pmtp
     data = SupervisedData(run, weights.caption_dropout,
-                          scrambler(run.processor.tokenizer, weights.number_noise, "pmtp.number_noise"))
+                          scrambler(run.processor.tokenizer, weights.number_noise, "pmtp.number_noise"),
+                          weights.grounding_share)
     numbers = BoxNumberTargets.from_config(run.processor.tokenizer, weights.box_sigma, "pmtp.box_sigma")
 
     def loss_fn(model, batch):

@@ -20,7 +20,8 @@ class SupervisedData:
     """Built once per run (`run` is a `train.loop.Run`); `batch(step, micro)` is deterministic."""
 
     def __init__(self, run, caption_dropout: float,
-                 scramble: Callable[[GroundingInputs, np.random.Generator], GroundingInputs] | None = None):
+                 scramble: Callable[[GroundingInputs, np.random.Generator], GroundingInputs] | None = None,
+                 grounding_share: float = 1.0):
         cfg, acc = run.cfg, run.accelerator
         with acc.main_process_first():  # one process writes data and cache, the others read them
             data_dir = ensure_data(cfg.data.data_dir, cfg.data.synth_if_missing, cfg.data.synth_size)
@@ -33,6 +34,7 @@ class SupervisedData:
         val = read_records(data_dir, cfg.data.val_split, cfg.data.num_val_layouts) if cfg.data.num_val_layouts else []
         self.val_layouts = [r.layout for r in val]
         self.run, self.caption_dropout, self.scramble = run, caption_dropout, scramble
+        self.grounding_share = grounding_share
         self.num_features = run.janus.config.vision_config.num_image_tokens  # SigLIP tokens per image
         self.dtype = next(run.janus.parameters()).dtype
         logger.info("%d training records, %d validation layouts", len(self.records), len(self.val_layouts))
@@ -44,7 +46,7 @@ class SupervisedData:
         rng = np.random.default_rng(micro_seed(tc.seed, step, micro, run.rank))
         batch = supervised_batch([self.records[i] for i in idx], self.tokens[idx], run.processor, run.special, rng,
                                  self.caption_dropout, run.cfg.data.max_phrases, self.num_features, run.device,
-                                 self.dtype)
+                                 self.dtype, self.grounding_share)
         if self.scramble is not None:  # e.g. train.losses.scramble_box_numbers
             batch.grounding = self.scramble(batch.grounding, rng)
         return batch
