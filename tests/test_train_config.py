@@ -131,3 +131,25 @@ def test_stage_commands_end_bad_input_with_one_error_line(stage, tmp_path):
         assert out.returncode == 2, out.stderr
         lines = out.stderr.strip().splitlines()
         assert lines[-1].startswith("error:") and "Traceback" not in out.stderr, out.stderr
+
+
+@pytest.mark.parametrize("setting, cuda_bf16, cpu, expected", [
+    ("auto", None, {"amx_bf16": True, "avx512_bf16": True}, "bf16"),  # a CPU with AMX tiles
+    ("auto", None, {"amx_bf16": False, "avx512_bf16": True}, "no"),  # bf16 dot products only: not faster here
+    ("auto", None, {}, "no"),
+    ("auto", True, {}, "bf16"),
+    ("auto", False, {"amx_bf16": True}, "no"),  # on a GPU the GPU decides
+    ("no", None, {"amx_bf16": True}, "no"),
+    ("fp16", True, {}, "fp16"),
+    (None, None, {"amx_bf16": True}, None),  # accelerate launch decides
+])
+def test_auto_mixed_precision_is_bf16_where_bf16_is_native(setting, cuda_bf16, cpu, expected):
+    from train.loop import resolve_mixed_precision
+
+    assert resolve_mixed_precision(setting, cuda_bf16, cpu) == expected
+
+
+def test_auto_mixed_precision_is_a_valid_setting():
+    assert load_config(PMTPRun, ["--train.mixed_precision", "auto"]).train.mixed_precision == "auto"
+    with pytest.raises(ConfigError, match="mixed_precision"):
+        load_config(PMTPRun, ["--train.mixed_precision", "bfloat16"])

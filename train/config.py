@@ -25,7 +25,7 @@ import yaml
 # LoRA goes on the language model's attention and MLP projections only; SigLIP's encoder layers
 # also have q/k/v_proj, so a name list would catch them: a full-match regex does not.
 LM_LORA_TARGETS = r".*language_model\.layers\.\d+\.(self_attn\.(q|k|v|o)_proj|mlp\.(gate|up|down)_proj)"
-MIXED_PRECISION = (None, "no", "fp16", "bf16")
+MIXED_PRECISION = (None, "no", "fp16", "bf16", "auto")
 DTYPES = ("float32", "bfloat16", "float16")
 
 
@@ -128,7 +128,9 @@ class TrainConfig:
                               default="constant_with_warmup")
     warmup_steps: int = option("learning-rate warmup updates", default=0)
     max_grad_norm: float = option("gradient clipping norm; 0 = off", default=1.0)
-    mixed_precision: str | None = option("no, fp16 or bf16; null = what accelerate launch says", default=None)
+    mixed_precision: str | None = option("no, fp16, bf16, or auto (bf16 where the device multiplies bf16 natively: "
+                                         "a bf16 GPU, or a CPU with AMX-BF16; else no); null = what "
+                                         "accelerate launch says", default=None)
     log_every: int = option("log the mean loss every N updates", default=10)
     save_every: int = option("write checkpoint-{step} every N updates (and at the end); 0 = end only",
                             default=500)

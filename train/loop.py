@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -86,6 +87,23 @@ class Run:
         return self.accelerator.num_processes
 
 
+def resolve_mixed_precision(setting: str | None, cuda_bf16: bool | None, cpu_capabilities: dict) -> str | None:
+    """`train.mixed_precision` as accelerate takes it. "auto" is bf16 where bf16 matmuls are native
+    (cuda_bf16: the GPU's support, None when training on the CPU; on the CPU, AMX-BF16 tiles,
+    which run the built-in model's stage 1 about twice as fast as float32), else "no"."""
+    if setting != "auto":
+        return setting
+    if cuda_bf16 is not None:
+        return "bf16" if cuda_bf16 else "no"
+    return "bf16" if cpu_capabilities.get("amx_bf16") else "no"
+
+
+def _mixed_precision(setting: str | None) -> str | None:
+    on_cpu = not torch.cuda.is_available() or os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true", "yes")
+    cuda_bf16 = None if on_cpu else torch.cuda.is_bf16_supported()
+    return resolve_mixed_precision(setting, cuda_bf16, {} if not on_cpu else torch.cpu.get_capabilities())
+
+
 def setup(cfg, need_reference: bool = False, build_model: Callable[[torch.device], tuple] | None = None) -> Run:
     """Accelerator, seeded model (LoRA or full) and processor; nothing is prepared yet.
 
@@ -97,7 +115,7 @@ def setup(cfg, need_reference: bool = False, build_model: Callable[[torch.device
     if cfg.train.num_threads:
         torch.set_num_threads(cfg.train.num_threads)
     accelerator = Accelerator(
-        gradient_accumulation_steps=cfg.train.grad_accum, mixed_precision=cfg.train.mixed_precision,
+        gradient_accumulation_steps=cfg.train.grad_accum, mixed_precision=_mixed_precision(cfg.train.mixed_precision),
         kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=False)],
     )
     setup_logging(accelerator.is_main_process)
