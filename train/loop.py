@@ -101,7 +101,7 @@ def resolve_mixed_precision(setting: str | None, cuda_bf16: bool | None, cpu_cap
 def _mixed_precision(setting: str | None) -> str | None:
     on_cpu = not torch.cuda.is_available() or os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true", "yes")
     cuda_bf16 = None if on_cpu else torch.cuda.is_bf16_supported()
-    return resolve_mixed_precision(setting, cuda_bf16, {} if not on_cpu else torch.cpu.get_capabilities())
+    return resolve_mixed_precision(setting, cuda_bf16, torch.cpu.get_capabilities() if on_cpu else {})
 
 
 def setup(cfg, need_reference: bool = False, build_model: Callable[[torch.device], tuple] | None = None) -> Run:
