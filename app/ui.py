@@ -75,8 +75,11 @@ def build_demo(model, queue_size: int = QUEUE_SIZE) -> gr.Blocks:
                             randomize = gr.Checkbox(label="Randomize seed", value=True, elem_id="randomize")
                             num_candidates = gr.Slider(1, MAX_CANDIDATES, value=2, step=1, label="Candidates")
                         with gr.Row():
-                            cfg = gr.Slider(1, 10, value=5, step=0.5, label="CFG (guidance)")
-                            temperature = gr.Slider(0, 2, value=1, step=0.05, label="Temperature (0 = greedy)")
+                            # start at the checkpoint's own sampling defaults (EchoGen.sampling)
+                            cfg = gr.Slider(1, 10, value=model.sampling.cfg, step=0.5, label="CFG (guidance)",
+                                            elem_id="cfg")
+                            temperature = gr.Slider(0, 2, value=model.sampling.temperature, step=0.05,
+                                                    label="Temperature (0 = greedy)", elem_id="temperature")
                         with gr.Row():
                             generate_btn = gr.Button("Generate", variant="primary", elem_id="generate")
                             new_btn = gr.Button("New canvas")

@@ -38,8 +38,10 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 or auto (default: cpu)")
     common.add_argument("--dtype", default=None, help="float32, bfloat16 or float16 (default: bf16 on GPU, fp32 on CPU)")
     common.add_argument("--seed", type=int, default=0, help="candidate k uses seed + k (default: 0)")
-    common.add_argument("--cfg", type=float, default=5.0, help="classifier-free guidance weight, >= 1 (default: 5)")
-    common.add_argument("--temperature", type=float, default=1.0, help="sampling temperature, 0 = greedy (default: 1)")
+    common.add_argument("--cfg", type=float, default=None,
+                        help="classifier-free guidance weight, >= 1 (default: the model's own; Janus-Pro's is 5)")
+    common.add_argument("--temperature", type=float, default=None,
+                        help="sampling temperature, 0 = greedy (default: the model's own; Janus-Pro's is 1)")
     common.add_argument("--top-k", type=int, default=None, help="sample among the k likeliest image tokens")
     common.add_argument("--top-p", type=float, default=None, help="nucleus sampling mass in (0, 1]")
     common.add_argument("--beams", type=int, default=GROUNDING_BEAMS,
@@ -64,11 +66,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _sampling(args):
+def _sampling(args, defaults=None):
+    """The sampling flags given, over `defaults` (the loaded model's; checked alone before loading)."""
     from model.results import SamplingConfig
 
     try:
-        return SamplingConfig(cfg=args.cfg, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p)
+        return (defaults or SamplingConfig()).with_overrides(cfg=args.cfg, temperature=args.temperature,
+                                                             top_k=args.top_k, top_p=args.top_p)
     except ValueError as err:
         raise CliError(str(err)) from None
 
@@ -131,7 +135,7 @@ def _load_model(args):
 
 def run(args) -> Iterator[dict[str, Any]]:
     """Execute one command; yields the JSON records to print."""
-    sampling = _sampling(args)
+    _sampling(args)  # bad flags fail before the model loads
     if args.command == "ground":
         requests = _ground_requests(args)
         images = [open_image(path) for path, _ in requests]  # fail on bad input before loading the model
@@ -144,6 +148,7 @@ def run(args) -> Iterator[dict[str, Any]]:
     num_images = _num_images(args.num_images)
     out = _out_dir(args.out) if args.out else None
     eg = _load_model(args)
+    sampling = _sampling(args, eg.sampling)
     for i, layout in enumerate(layouts):
         for warning in layout.warnings:
             logging.warning("layout %d: %s", i, warning)

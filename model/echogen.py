@@ -17,7 +17,7 @@ from model import generation, inputs
 from model.box_grammar import BoxGrammar
 from model.layout import Layout, clean_phrase
 from model.layout_text import letterbox_denormalize, parse_box
-from model.loading import load_janus, unwrap_peft
+from model.loading import ModelLoadError, load_janus, unwrap_peft
 from model.metrics import cycle_score
 from model.prompts import grounding_prompt, image_block, l2i_prompt
 from model.results import GROUNDING_BEAMS, CycleCandidate, CycleResult, Grounding, SamplingConfig
@@ -55,6 +55,11 @@ class EchoGen:
         if grounding_beams < 1:
             raise ValueError(f"grounding_beams must be >= 1, got {grounding_beams}")
         self.grounding_beams = grounding_beams  # beam width of grounding answers; 1: greedy
+        # how images are drawn when a caller gives no SamplingConfig: the checkpoint's own defaults
+        try:
+            self.sampling = SamplingConfig.from_generation_config(getattr(model, "generation_config", None))
+        except ValueError as err:
+            raise ModelLoadError(str(err)) from None
         vq = model.config.vq_config
         self.num_image_tokens = vq.num_patches ** 2
         self.image_size = vq.num_patches * 2 ** (len(vq.channel_multiplier) - 1)
@@ -77,11 +82,14 @@ class EchoGen:
     @torch.no_grad()
     def generate(
         self, layouts: Sequence[Layout], num_images: int = 1, seed: int = 0,
-        sampling: SamplingConfig = SamplingConfig(), progress: Progress | None = None,
+        sampling: SamplingConfig | None = None, progress: Progress | None = None,
     ) -> Generation:
-        """`num_images` candidates per layout; candidate k is drawn with seed `seed + k`."""
+        """`num_images` candidates per layout; candidate k is drawn with seed `seed + k`.
+
+        `sampling` None: the checkpoint's defaults (`self.sampling`)."""
         if num_images < 1:
             raise ValueError("num_images must be at least 1")
+        sampling = sampling or self.sampling
         rows = [(i, k) for i in range(len(layouts)) for k in range(num_images)]
         tokens = torch.zeros(len(layouts), num_images, self.num_image_tokens, dtype=torch.long)
         images: list[list[Image.Image | None]] = [[None] * num_images for _ in layouts]
@@ -177,9 +185,11 @@ class EchoGen:
     # ---- layout -> image -> layout -----------------------------------------------------
     def cycle(
         self, layout: Layout, num_images: int = 1, seed: int = 0,
-        sampling: SamplingConfig = SamplingConfig(), progress: Progress | None = None,
+        sampling: SamplingConfig | None = None, progress: Progress | None = None,
     ) -> CycleResult:
-        """Generate, re-ground every object, score; candidates sorted by mean IoU, best first."""
+        """Generate, re-ground every object, score; candidates sorted by mean IoU, best first.
+
+        `sampling` None: the checkpoint's defaults (`self.sampling`)."""
         square = layout.resized(self.image_size, self.image_size)
         total = num_images * (1 + len(layout.objects))  # generated images + grounded objects
         gen = self.generate([square], num_images, seed, sampling,

@@ -95,6 +95,18 @@ def load_janus(
     return model, processor
 
 
+def save_sampling_defaults(model_dir: str | Path, sampling) -> None:
+    """Make `sampling` (a SamplingConfig) the checkpoint's own defaults, in its generation_config.json:
+    `EchoGen.sampling`, so the CLI, the app and evaluation draw with it unless told otherwise."""
+    from transformers import GenerationConfig
+
+    path = Path(model_dir)
+    _check_local_dir(path, "model directory", "config.json")
+    config = GenerationConfig.from_pretrained(path) if (path / "generation_config.json").is_file() else GenerationConfig()
+    config.update(**sampling.generation_config_fields())
+    config.save_pretrained(path)
+
+
 def _attach_adapter(model, adapter: Path, merge: bool):
     from peft import PeftModel
     from safetensors import SafetensorError

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from PIL import Image
 
@@ -35,6 +35,30 @@ class SamplingConfig:
             raise ValueError(f"top_k must be >= 1, got {self.top_k}")
         if self.top_p is not None and not 0.0 < self.top_p <= 1.0:
             raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+
+    @classmethod
+    def from_generation_config(cls, generation_config) -> SamplingConfig:
+        """A checkpoint's own sampling defaults: `guidance_scale` and `temperature` of its
+        generation_config.json when it says `do_sample`; else Janus-Pro's (CFG 5, temperature 1)."""
+        if generation_config is None or not getattr(generation_config, "do_sample", False):
+            return cls()
+        cfg = getattr(generation_config, "guidance_scale", None)
+        temperature = getattr(generation_config, "temperature", None)
+        try:
+            return cls().with_overrides(cfg=cfg, temperature=temperature)
+        except ValueError as err:
+            raise ValueError(f"the checkpoint's generation_config.json: {err}") from None
+
+    def generation_config_fields(self) -> dict:
+        """The generation_config.json fields that make this config a checkpoint's defaults
+        (read back by `from_generation_config`; top_k / top_p are not stored)."""
+        if self.temperature == 0:
+            raise ValueError("a checkpoint's sampling defaults need a temperature > 0")
+        return {"do_sample": True, "guidance_scale": self.cfg, "temperature": self.temperature}
+
+    def with_overrides(self, **fields) -> SamplingConfig:
+        """This config with the fields given as not-None replaced (checked again)."""
+        return replace(self, **{name: value for name, value in fields.items() if value is not None})
 
 
 @dataclass(frozen=True)

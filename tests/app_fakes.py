@@ -22,6 +22,7 @@ FILL = [(220, 40, 40), (40, 90, 220), (40, 170, 70), (230, 200, 30)]
 class ScriptedEchoGen:
     image_size = 128
     device = "cpu"
+    sampling = SamplingConfig(cfg=3.5, temperature=0.8)  # not Janus-Pro's, so the UI must read it
 
     def __init__(self):
         self.calls: list[tuple] = []  # (method, args) for tests that check what reached the model
@@ -36,7 +37,7 @@ class ScriptedEchoGen:
         return image
 
     def cycle(self, layout: Layout, num_images: int = 1, seed: int = 0,
-              sampling: SamplingConfig = SamplingConfig(), progress=None) -> CycleResult:
+              sampling: SamplingConfig | None = None, progress=None) -> CycleResult:
         self.calls.append(("cycle", layout, num_images, seed, sampling))
         candidates = []
         for k in range(num_images):

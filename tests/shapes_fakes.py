@@ -16,7 +16,7 @@ from PIL import Image
 
 from model.layout import Layout
 from model.metrics import cycle_score
-from model.results import CycleCandidate, CycleResult, Grounding
+from model.results import CycleCandidate, CycleResult, Grounding, SamplingConfig
 from train.eval.fidelity import load_image
 from train.shapes.render import render
 from train.shapes.samplers import scene_from_layout
@@ -38,6 +38,8 @@ def _shift(box, dx: float, dy: float):
 class OracleModel:
     """Perfect generator and grounder for Shapes World; `skew` (0-1) shifts boxes by that share of
     their size and, when > 0, recolors every generated object blue."""
+
+    sampling = SamplingConfig(cfg=4.0, temperature=0.9)  # its own defaults, not Janus-Pro's
 
     def __init__(self, image_size: int = 96, data_dir: str | Path | None = None, records=(), skew: float = 0.0):
         self.image_size = image_size
@@ -93,6 +95,8 @@ class OracleModel:
 class SceneOracle:
     """Grounds in-memory scenes ((record, image) pairs) at their objects' true boxes, by phrase or by
     "<color> <shape>" name; `color_blind` answers by the shape word alone (its first object)."""
+
+    sampling = SamplingConfig()
 
     def __init__(self, scenes, color_blind: bool = False, image_size: int = 128):
         self.image_size = image_size

@@ -59,6 +59,13 @@ def test_build_demo_names_every_action_and_bounds_the_queue():
     assert demo._queue.max_size == 3
 
 
+def test_sampling_sliders_start_at_the_models_own_defaults():
+    fake = ScriptedEchoGen()
+    demo = ui.build_demo(fake)
+    values = {c["props"].get("elem_id"): c["props"].get("value") for c in demo.config["components"]}
+    assert (values["cfg"], values["temperature"]) == (fake.sampling.cfg, fake.sampling.temperature)
+
+
 def test_examples_are_valid_layouts():
     from model.layout import loads_layouts
 

@@ -133,6 +133,10 @@ def test_json_format_and_sampling_options(data, monkeypatch, capsys):
                      "--no-progress"]) == 0
     payload = json.loads(capsys.readouterr().out)
     assert payload["run"]["cfg"] == 3.0 and payload["run"]["seed"] == 7 and payload["mean_iou"] == 1.0
+    assert payload["run"]["temperature"] == 0.9, "a flag not given keeps the model's own default"
+    assert cli.main(["cycle", "--data", str(data), "--max", "1", "--format", "json", "--no-progress"]) == 0
+    run = json.loads(capsys.readouterr().out)["run"]
+    assert (run["cfg"], run["temperature"]) == (4.0, 0.9)
 
 
 def test_bad_sampling_settings_are_input_errors(data, monkeypatch, capsys):

@@ -8,7 +8,7 @@ import torch
 
 from model.echogen import EchoGen
 from model.layout import parse_layout
-from model.loading import ModelLoadError, load_janus
+from model.loading import ModelLoadError, load_janus, save_sampling_defaults
 from model.prompts import l2i_prompt
 from model.results import SamplingConfig
 from model.tiny import spread_weights
@@ -90,6 +90,35 @@ def test_missing_and_corrupt_checkpoints_raise_clear_errors(tmp_path, tiny_janus
         if torch.cuda.is_available():
             raise ModelLoadError("unknown device (skipped: a GPU is present)")
         load_janus(tiny_janus_dir, device="cuda")
+
+
+def test_a_checkpoint_carries_its_own_sampling_defaults(tmp_path, tiny_janus_dir):
+    assert EchoGen.load(tiny_janus_dir).sampling == SamplingConfig(), "no defaults saved: Janus-Pro's"
+    model, processor = load_janus(tiny_janus_dir)
+    spread_weights(model)  # logits varied enough that the sampling settings change the draw
+    mine = tmp_path / "mine"
+    model.save_pretrained(mine)
+    processor.save_pretrained(mine)
+    save_sampling_defaults(mine, SamplingConfig(cfg=3.0, temperature=0.7))
+    eg = EchoGen.load(mine)
+    assert eg.sampling == SamplingConfig(cfg=3.0, temperature=0.7)
+    drawn = eg.generate([LAYOUT], seed=4).tokens
+    assert torch.equal(drawn, eg.generate([LAYOUT], seed=4, sampling=SamplingConfig(cfg=3.0, temperature=0.7)).tokens)
+    assert not torch.equal(drawn, eg.generate([LAYOUT], seed=4, sampling=SamplingConfig()).tokens)
+    with pytest.raises(ValueError, match="temperature > 0"):
+        save_sampling_defaults(mine, SamplingConfig(temperature=0.0))
+
+
+def test_bad_sampling_defaults_in_a_checkpoint_are_a_load_error(tmp_path, tiny_janus_dir):
+    import json
+
+    bad = tmp_path / "bad"
+    shutil.copytree(tiny_janus_dir, bad)
+    save_sampling_defaults(bad, SamplingConfig(cfg=3.0, temperature=0.7))
+    config = json.loads((bad / "generation_config.json").read_text())
+    (bad / "generation_config.json").write_text(json.dumps({**config, "guidance_scale": 0.5}))
+    with pytest.raises(ModelLoadError, match="generation_config.json: cfg must be >= 1"):
+        EchoGen.load(bad)
 
 
 def test_stock_tokenizer_gets_layout_tokens_and_embeddings_grow():

@@ -1,5 +1,8 @@
 """The recipe's results table: cells come from the eval JSONs, missing metrics show as '-'."""
 
+import json
+from pathlib import Path
+
 import pytest
 
 from train.recipes import shapes_table
@@ -116,3 +119,36 @@ def test_recipe_refuses_a_grid_for_an_earlier_model(tmp_path, capsys):
         with pytest.raises(SystemExit) as exit_info:
             shapes.main(["--out", str(tmp_path), *argv])
         assert exit_info.value.code == 2 and "--regrid" in capsys.readouterr().err
+
+
+def test_table_sampling_flags_reach_every_eval_and_their_own_folder(tmp_path, monkeypatch, capsys):
+    model = tmp_path / "run" / "pmtp" / "final" / "model"
+    model.mkdir(parents=True)
+    (model / "config.json").write_text("{}")
+    argvs = []
+
+    def fake_eval(argv):  # writes one metric per command where train.eval would
+        argvs.append(argv)
+        metrics = {"fidelity": {"AP": 0.5}, "grounding": {"mAcc": 0.4}, "cycle": {"mean_iou": 0.6}}[argv[0]]
+        Path(argv[argv.index("--out") + 1]).write_text(json.dumps(metrics))
+        return 0
+
+    monkeypatch.setattr(shapes_table, "eval_main", fake_eval)
+    assert shapes_table.main(["--out", str(tmp_path / "run"), "--data", str(tmp_path), "--cfg", "3",
+                              "--temperature", "0.7", "--eval-dir", "eval_c3"]) == 0
+    assert len(argvs) == 3 and all(a[-4:] == ["--cfg", "3.0", "--temperature", "0.7"] for a in argvs)
+    assert (tmp_path / "run" / "eval_c3" / "pmtp" / "fidelity.json").is_file()
+    assert "| stage 1 (PMTP) | 0.500 |" in capsys.readouterr().out
+    assert shapes_table.main(["--out", str(tmp_path / "run"), "--data", str(tmp_path)]) == 0
+    assert "--cfg" not in argvs[-1], "without flags each model keeps its own defaults"
+
+
+def test_export_writes_the_builtin_sampling_defaults(tmp_path, tiny_janus_dir):
+    from model.echogen import EchoGen
+    from model.results import SamplingConfig
+    from train.recipes import shapes
+
+    shapes.export(tiny_janus_dir, tmp_path / "exported")
+    assert EchoGen.load(tmp_path / "exported").sampling == SamplingConfig(
+        cfg=shapes.SHAPES_CFG, temperature=shapes.SHAPES_TEMPERATURE)
+    assert EchoGen.load(tiny_janus_dir).sampling == SamplingConfig(), "the source checkpoint is left as it was"

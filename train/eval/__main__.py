@@ -52,8 +52,10 @@ def _model_args(parser: argparse.ArgumentParser) -> None:
                         help="LoRA adapter directory; repeat to merge several in order")
     parser.add_argument("--device", default="cpu", help="torch device")
     parser.add_argument("--seed", type=int, default=0, help="sampling seed")
-    parser.add_argument("--cfg", type=float, default=5.0, help="classifier-free guidance weight")
-    parser.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (0 = greedy)")
+    parser.add_argument("--cfg", type=float, default=None,
+                        help="classifier-free guidance weight (default: the model's own; Janus-Pro's is 5)")
+    parser.add_argument("--temperature", type=float, default=None,
+                        help="sampling temperature, 0 = greedy (default: the model's own; Janus-Pro's is 1)")
     parser.add_argument("--batch-size", type=int, default=8, help="layouts or images per model call")
     parser.add_argument("--beams", type=int, default=GROUNDING_BEAMS,
                         help=f"beam width of grounding answers, 1 = greedy (default: {GROUNDING_BEAMS})")
@@ -119,10 +121,11 @@ def _load_model(args: argparse.Namespace) -> Any:
         raise ModelUnavailable(str(err)) from None
 
 
-def _sampling(args: argparse.Namespace) -> Any:
+def _sampling(args: argparse.Namespace, defaults: Any = None) -> Any:
+    """--cfg and --temperature over `defaults` (the loaded model's; checked alone before loading)."""
     from model.results import SamplingConfig
 
-    return SamplingConfig(cfg=args.cfg, temperature=args.temperature)
+    return (defaults or SamplingConfig()).with_overrides(cfg=args.cfg, temperature=args.temperature)
 
 
 def run_detector(args: argparse.Namespace, records: list[dict], model: Any) -> dict[str, Any]:
@@ -213,6 +216,7 @@ def main(argv: list[str] | None = None) -> int:
                 model = _load_model(args)
             except ModelUnavailable as err:
                 return _fail(f"cannot load the model: {err}")
+            args.sampling = _sampling(args, model.sampling)
         metrics = RUNNERS[args.command](args, records, model)
         if args.command == "fresh":
             run = {"command": "fresh", "scenes": args.scenes, "pair_scenes": args.pair_scenes,
@@ -222,8 +226,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "detector" and args.degradation.active:
             run["degradation"] = {"blur": args.blur, "noise": args.noise, "jpeg": args.jpeg}
         if model is not None:
-            run.update(model=args.model, adapter=args.adapter, seed=args.seed, cfg=args.cfg,
-                       temperature=args.temperature, beams=args.beams)
+            run.update(model=args.model, adapter=args.adapter, seed=args.seed, cfg=args.sampling.cfg,
+                       temperature=args.sampling.temperature, beams=args.beams)
     payload = to_builtin({**metrics, "run": run})
     if args.out is not None:
         write_json(args.out, payload)

@@ -22,7 +22,8 @@ stage 1 goes on from DIR as it is, with train/configs/shapes/pmtp_continue.yaml.
 Extra `--set section.field=value` overrides go to every training stage (e.g. a shorter
 `train.max_steps` for a quick preview); `--set STAGE:section.field=value` (STAGE pmtp, djo or
 rl) to that stage only (e.g. `--set pmtp:train.max_steps=4500` for a longer stage 1).
-`--export DIR` copies the last finished stage's model. `--grid 16` builds the 256-token
+`--export DIR` copies the last finished stage's model and writes SHAPES_SAMPLING into its
+generation_config.json as its sampling defaults. `--grid 16` builds the 256-token
 architecture (8 px VQ cells and SigLIP patches) instead of the shipped 64-token one; it only
 changes the vq and init steps. With `--regrid DIR` the init step moves the earlier built-in
 model DIR to that grid (`model.regrid`: its LM, text side and SigLIP layers kept, the VQ and
@@ -48,6 +49,12 @@ STAGES = {  # step -> (module, config, previous model dir relative to out)
     "rl": ("train.cycle_rl", "train/configs/shapes/cycle_rl.yaml", "djo/final/model"),
 }
 ROOT = Path(__file__).resolve().parents[2]
+# The built-in model's sampling defaults (EchoGen.sampling), picked on the val split: PREVIEW 18,
+# 100 val layouts, seed 0 (`python -m train.eval fidelity --split val --max 100 --cfg C --temperature T`):
+# AP 0.383 at Janus-Pro's CFG 5 / temperature 1; 0.407 (5 / 0.8), 0.417 (5 / 0.7), 0.416 (5 / 0.5),
+# 0.412 (3 / 1), 0.433 (3 / 0.5), 0.440 (3 / 0.7), 0.416 (2 / 0.7), 0.409 (4 / 0.7), 0.387 (7 / 0.7),
+# 0.365 (7 / 1).
+SHAPES_CFG, SHAPES_TEMPERATURE = 3.0, 0.7
 
 
 def run_data(out: Path, data: Path, n_train: int) -> None:
@@ -142,11 +149,16 @@ def last_model(out: Path) -> Path:
 
 
 def export(model_dir: Path, dest: Path) -> None:
-    """Copy a finished model (config, safetensors, tokenizer, processor) to `dest`."""
+    """Copy a finished model (config, safetensors, tokenizer, processor) to `dest`, with the
+    built-in model's sampling defaults."""
+    from model.loading import save_sampling_defaults
+    from model.results import SamplingConfig
+
     dest.mkdir(parents=True, exist_ok=True)
     for f in model_dir.iterdir():
         if f.is_file() and f.suffix in (".json", ".safetensors", ".txt", ".jinja"):
             shutil.copy2(f, dest / f.name)
+    save_sampling_defaults(dest, SamplingConfig(cfg=SHAPES_CFG, temperature=SHAPES_TEMPERATURE))
     logger.info("exported %s -> %s", model_dir, dest)
 
 

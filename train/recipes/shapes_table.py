@@ -8,7 +8,9 @@ table of the model card:
     python -m train.recipes.shapes_table --out runs/shapes --data data/shapes
 
 Each cell is exactly what `python -m train.eval <command> --model DIR --data DATA --split test
---max N` prints for that model (same seeds), so any row can be re-checked alone.
+--max N` prints for that model (same seeds), so any row can be re-checked alone. Images are
+drawn with each model's own sampling defaults (its generation_config.json) unless `--cfg` /
+`--temperature` set them for every row.
 """
 
 from __future__ import annotations
@@ -32,8 +34,10 @@ STAGE_ROWS = (("stage 1 (PMTP)", "pmtp"), ("+ stage 2 (DJO)", "djo"), ("+ stage 
 DEFAULT_MAX = {"fidelity": 100, "grounding": 100, "cycle": 50}
 
 
-def evaluate(model: Path, data: Path, dest: Path, limits: dict[str, int]) -> dict[str, dict]:
-    """Run the three evaluations of one model (skipping those already saved under dest)."""
+def evaluate(model: Path, data: Path, dest: Path, limits: dict[str, int], sampling: list[str] = ()) -> dict[str, dict]:
+    """Run the three evaluations of one model (skipping those already saved under dest).
+
+    `sampling`: extra eval flags such as ["--cfg", "3"]."""
     dest.mkdir(parents=True, exist_ok=True)
     results = {}
     for command, limit in limits.items():
@@ -41,7 +45,8 @@ def evaluate(model: Path, data: Path, dest: Path, limits: dict[str, int]) -> dic
         if not path.is_file():
             with contextlib.redirect_stdout(io.StringIO()):  # the JSON goes to `path`; stdout is for the table
                 code = eval_main([command, "--model", str(model), "--data", str(data), "--split", "test",
-                                 "--max", str(limit), "--out", str(path), "--format", "json", "--no-progress"])
+                                  "--max", str(limit), "--out", str(path), "--format", "json", "--no-progress",
+                                  *sampling])
             if code != 0:
                 raise SystemExit(f"error: train.eval {command} failed for {model}")
         results[command] = json.loads(path.read_text(encoding="utf-8"))
@@ -64,7 +69,13 @@ def main(argv: list[str] | None = None) -> int:
                         help="another model to add as a row (repeatable)")
     for command, limit in DEFAULT_MAX.items():
         parser.add_argument(f"--max-{command}", type=int, default=limit, help=f"test records for {command}")
+    parser.add_argument("--cfg", type=float, default=None, help="guidance for every row (default: each model's own)")
+    parser.add_argument("--temperature", type=float, default=None,
+                        help="sampling temperature for every row (default: each model's own)")
+    parser.add_argument("--eval-dir", default="eval", help="folder under --out for the metrics JSON (default: eval)")
     args = parser.parse_args(argv)
+    sampling = [flag for name in ("cfg", "temperature") if getattr(args, name) is not None
+                for flag in (f"--{name}", str(getattr(args, name)))]
     limits = {c: getattr(args, f"max_{c}") for c in DEFAULT_MAX}
     models = [(name, args.out / stage / "final" / "model", stage) for name, stage in STAGE_ROWS]
     for extra in args.extra:
@@ -75,12 +86,12 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for name, model, key in models:
         if (model / "config.json").is_file():
-            rows.append((name, evaluate(model, args.data, args.out / "eval" / key, limits)))
+            rows.append((name, evaluate(model, args.data, args.out / args.eval_dir / key, limits, sampling)))
     if not rows:
         print(f"error: no finished stage model under {args.out}", file=sys.stderr)
         return 2
     table = markdown(rows)
-    (args.out / "eval" / "table.md").write_text(table + "\n", encoding="utf-8")
+    (args.out / args.eval_dir / "table.md").write_text(table + "\n", encoding="utf-8")
     print(table)
     return 0
 
