@@ -89,7 +89,7 @@ class EchoGen:
         `sampling` None: the checkpoint's defaults (`self.sampling`)."""
         if num_images < 1:
             raise ValueError("num_images must be at least 1")
-        sampling = sampling or self.sampling
+        sampling = self.sampling if sampling is None else sampling
         rows = [(i, k) for i in range(len(layouts)) for k in range(num_images)]
         tokens = torch.zeros(len(layouts), num_images, self.num_image_tokens, dtype=torch.long)
         images: list[list[Image.Image | None]] = [[None] * num_images for _ in layouts]
