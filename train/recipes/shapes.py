@@ -51,7 +51,7 @@ STAGES = {  # step -> (module, config, previous model dir relative to out)
 ROOT = Path(__file__).resolve().parents[2]
 # The built-in model's sampling defaults (EchoGen.sampling), picked on the val split: PREVIEW 18,
 # 100 val layouts, seed 0 (`python -m train.eval fidelity --split val --max 100 --cfg C --temperature T`):
-# AP 0.383 at Janus-Pro's CFG 5 / temperature 1; 0.407 (5 / 0.8), 0.417 (5 / 0.7), 0.416 (5 / 0.5),
+# AP 0.383 at Janus-Pro's CFG 5 / temperature 1; 0.398 (5 / 0.9), 0.407 (5 / 0.8), 0.417 (5 / 0.7), 0.416 (5 / 0.5),
 # 0.412 (3 / 1), 0.433 (3 / 0.5), 0.440 (3 / 0.7), 0.416 (2 / 0.7), 0.409 (4 / 0.7), 0.387 (7 / 0.7),
 # 0.365 (7 / 1).
 SHAPES_CFG, SHAPES_TEMPERATURE = 3.0, 0.7

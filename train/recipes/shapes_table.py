@@ -34,7 +34,8 @@ STAGE_ROWS = (("stage 1 (PMTP)", "pmtp"), ("+ stage 2 (DJO)", "djo"), ("+ stage 
 DEFAULT_MAX = {"fidelity": 100, "grounding": 100, "cycle": 50}
 
 
-def evaluate(model: Path, data: Path, dest: Path, limits: dict[str, int], sampling: list[str] = ()) -> dict[str, dict]:
+def evaluate(model: Path, data: Path, dest: Path, limits: dict[str, int],
+             sampling: tuple[str, ...] = ()) -> dict[str, dict]:
     """Run the three evaluations of one model (skipping those already saved under dest).
 
     `sampling`: extra eval flags such as ["--cfg", "3"]."""
@@ -74,8 +75,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="sampling temperature for every row (default: each model's own)")
     parser.add_argument("--eval-dir", default="eval", help="folder under --out for the metrics JSON (default: eval)")
     args = parser.parse_args(argv)
-    sampling = [flag for name in ("cfg", "temperature") if getattr(args, name) is not None
-                for flag in (f"--{name}", str(getattr(args, name)))]
+    sampling = tuple(flag for name in ("cfg", "temperature") if getattr(args, name) is not None
+                     for flag in (f"--{name}", str(getattr(args, name))))
     limits = {c: getattr(args, f"max_{c}") for c in DEFAULT_MAX}
     models = [(name, args.out / stage / "final" / "model", stage) for name, stage in STAGE_ROWS]
     for extra in args.extra:
