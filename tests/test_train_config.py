@@ -64,6 +64,8 @@ def test_stage_sections_validate():
         load_config(CycleRLRun, ["--rl.group_size", "1"])
     with pytest.raises(ConfigError, match="temperature"):
         load_config(CycleRLRun, ["--rl.temperature", "0"])
+    with pytest.raises(ConfigError, match="cfg must be >= 1"):
+        load_config(CycleRLRun, ["--rl.cfg", "0.5"])
     with pytest.raises(ConfigError, match="unknown key"):  # log-probs must match sampling: no truncation
         load_config(CycleRLRun, ["--rl.top_k", "5"])
     with pytest.raises(ConfigError, match="multiples"):

@@ -2,6 +2,7 @@
 
 import dataclasses
 import math
+import shutil
 from types import SimpleNamespace
 
 import numpy as np
@@ -10,6 +11,8 @@ import torch
 
 from model import inputs
 from model.layout_text import normalize_box
+from model.loading import save_sampling_defaults
+from model.results import SamplingConfig
 from model.tokens import SpecialTokens
 from train import cycle_rl, djo, loop, pmtp
 from train.config import ConfigError, load_config
@@ -278,6 +281,24 @@ def test_rollouts_are_reused_for_num_iterations(tiny_janus_dir, shapes_dir, tmp_
     assert torch.allclose(first.old_logp, first.ref_logp)  # nothing trained yet
     assert make_batch(2, 0) is not first
     assert not np.array_equal(make_batch(2, 0).tokens.numpy(), first.tokens.numpy())
+
+
+@pytest.mark.parametrize("flags, expected", [((), (2.0, 0.5)), (("--rl.cfg", "4"), (4.0, 0.5)),
+                                              (("--rl.cfg", "1", "--rl.temperature", "0.9"), (1.0, 0.9))])
+def test_rollouts_draw_at_the_models_own_sampling_unless_told(tiny_janus_dir, shapes_dir, tmp_path, flags, expected):
+    model_dir = tmp_path / "model"
+    shutil.copytree(tiny_janus_dir, model_dir)
+    save_sampling_defaults(model_dir, SamplingConfig(cfg=2.0, temperature=0.5))
+    run = make_run(cycle_rl.CycleRLRun, model_dir, shapes_dir, tmp_path / "run", "--rl.group_size", "2",
+                   "--train.batch_size", "1", *flags, need_reference=True)
+    _, loss_fn, _ = cycle_rl.build(run)
+    rollouts = cycle_rl.Rollouts(run)
+    assert (rollouts.sampling.cfg, rollouts.sampling.temperature) == expected
+    assert rollouts.sampling.top_k is None and rollouts.sampling.top_p is None
+    batch = rollouts.batch(0, 0)
+    assert batch.prompt.input_ids.shape[0] == (4 if expected[0] > 1 else 2)  # [cond; uncond] rows only with CFG
+    _, stats = loss_fn(run.model, batch)
+    assert stats["kl"].item() == 0.0  # the loss scores the rollouts under the distribution that drew them
 
 
 def _shipped_tokenizer():

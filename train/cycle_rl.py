@@ -2,8 +2,9 @@
 
     python -m train.cycle_rl --config train/configs/smoke/cycle_rl.yaml
 
-Per layout, G images (`rl.group_size`, default 8) are sampled with model/'s decode loop (CFG,
-temperature, top-k/p as configured, one seeded generator per image); the same model grounds
+Per layout, G images (`rl.group_size`, default 8) are sampled with model/'s decode loop (CFG and
+temperature as configured, else the starting model's own defaults, `EchoGen.sampling`; one
+seeded generator per image); the same model grounds
 every object in every image; reward per image = mean over objects of
 `w_iou * IoU + w_l1 * (1 - L1)` plus `w_valid` * share of well-formed answers
 (`train.rewards`). Advantages are normalized within each layout's group. The loss per image
@@ -67,21 +68,28 @@ class CycleRLConfig:
     kl_beta: float = option("weight of KL(policy || reference)", default=0.04)
     scale_rewards: bool = option("divide advantages by the group's reward std (false: Dr. GRPO)", default=True)
     num_iterations: int = option("policy updates per rollout (mu)", default=1)
-    cfg: float = option("classifier-free guidance of the rollouts (and of the log-probs)", default=5.0)
-    temperature: float = option("sampling temperature of the rollouts (and of the log-probs)", default=1.0)
+    cfg: float | None = option("classifier-free guidance of the rollouts (and of the log-probs); null = the "
+                               "starting model's own default (EchoGen.sampling)", default=None)
+    temperature: float | None = option("sampling temperature of the rollouts (and of the log-probs); null = the "
+                                       "starting model's own default (EchoGen.sampling)", default=None)
 
     def __post_init__(self):
         if self.group_size < 2:
             raise ConfigError(f"rl.group_size must be >= 2 (advantages are relative), got {self.group_size}")
         if self.num_iterations < 1 or self.clip_eps <= 0 or self.kl_beta < 0:
             raise ConfigError("need rl.num_iterations >= 1, rl.clip_eps > 0, rl.kl_beta >= 0")
-        if self.temperature <= 0:
-            raise ConfigError("rl.temperature must be > 0: greedy rollouts have no log-probs to train")
-        _ = self.sampling  # SamplingConfig validates cfg
+        self.sampling(SamplingConfig())  # checks the values given
 
-    @property
-    def sampling(self) -> SamplingConfig:
-        return SamplingConfig(cfg=self.cfg, temperature=self.temperature)
+    def sampling(self, model_defaults: SamplingConfig) -> SamplingConfig:
+        """The rollouts' CFG and temperature: those set here, else the model's defaults (never top-k/p)."""
+        try:
+            sampling = SamplingConfig(cfg=model_defaults.cfg, temperature=model_defaults.temperature).with_overrides(
+                cfg=self.cfg, temperature=self.temperature)
+        except ValueError as err:
+            raise ConfigError(f"rl: {err}") from None
+        if sampling.temperature <= 0:
+            raise ConfigError("rl.temperature must be > 0: greedy rollouts have no log-probs to train")
+        return sampling
 
 
 @dataclass
@@ -141,6 +149,8 @@ class Rollouts:
         cfg = run.cfg
         self.run, self.rl = run, cfg.rl
         self.eg = EchoGen(run.janus, run.processor, grounding_beams=1)  # rewards ground greedily: cheaper
+        self.sampling = cfg.rl.sampling(self.eg.sampling)  # fixed at the start: the policy's own defaults
+        logger.info("rollouts at CFG %g, temperature %g", self.sampling.cfg, self.sampling.temperature)
         records = None
         if cfg.rl.layouts == "data" or cfg.data.data_dir:
             with run.accelerator.main_process_first():
@@ -174,7 +184,7 @@ class Rollouts:
                 for k in range(len(rows))]
         run.janus.eval()
         with run.accelerator.autocast():
-            tokens = eg.generate_tokens(prompts, rl.sampling, gens)  # [R, T]
+            tokens = eg.generate_tokens(prompts, self.sampling, gens)  # [R, T]
             images = to_pil(generation.decode_image_tokens(run.janus, tokens))
             found = eg.ground(images, [layout.phrases for layout in rows])
             rewards = torch.tensor(cycle_rewards(
@@ -182,11 +192,11 @@ class Rollouts:
                 [[g.valid for g in f] for f in found], [(size, size)] * len(rows),
                 w_iou=rl.w_iou, w_l1=rl.w_l1, w_valid=rl.w_valid))  # [R]
             prompt = inputs.encode_prompts(run.processor.tokenizer, prompts, run.device)
-            if rl.cfg > 1:
+            if self.sampling.cfg > 1:
                 prompt = inputs.cfg_batch(prompt, run.special)
             with reference_model(run) as reference:
-                ref_logp = sampled_logprobs(reference, prompt, tokens, rl.sampling)
-            old_logp = sampled_logprobs(run.janus, prompt, tokens, rl.sampling) if rl.num_iterations > 1 else None
+                ref_logp = sampled_logprobs(reference, prompt, tokens, self.sampling)
+            old_logp = sampled_logprobs(run.janus, prompt, tokens, self.sampling) if rl.num_iterations > 1 else None
         run.janus.train()
         run.janus.model.vqmodel.eval()
         valid = torch.tensor([float(np.mean([g.valid for g in f])) for f in found])
@@ -196,12 +206,11 @@ class Rollouts:
         return Rollout(prompt, tokens, advantages, ref_logp, old_logp, stats)
 
     def validate(self, step: int) -> None:
-        validate(self.run.janus, self.run.processor, self.val_layouts, step, self.run.metrics,
-                 SamplingConfig(cfg=self.rl.cfg, temperature=self.rl.temperature))
+        validate(self.run.janus, self.run.processor, self.val_layouts, step, self.run.metrics, self.sampling)
 
 
-def rl_loss(model, batch: Rollout, rl: CycleRLConfig):
-    logp = sampled_logprobs(unwrap_peft(model), batch.prompt, batch.tokens, rl.sampling)  # [R, T]
+def rl_loss(model, batch: Rollout, rl: CycleRLConfig, sampling: SamplingConfig):
+    logp = sampled_logprobs(unwrap_peft(model), batch.prompt, batch.tokens, sampling)  # [R, T]
     old = batch.old_logp if batch.old_logp is not None else logp.detach()
     loss, stats = grpo_loss(logp, old, batch.advantages, batch.ref_logp, rl.clip_eps, rl.kl_beta)
     return loss, {**stats, **batch.stats}
@@ -214,7 +223,7 @@ def build(run: loop.Run):
     rl = run.cfg.rl
 
     def loss_fn(model, batch):
-        return rl_loss(model, batch, rl)
+        return rl_loss(model, batch, rl, rollouts.sampling)
 
     return rollouts.batch, loss_fn, rollouts.validate
 
