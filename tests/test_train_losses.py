@@ -291,8 +291,8 @@ def test_rollouts_draw_at_the_models_own_sampling_unless_told(tiny_janus_dir, sh
     save_sampling_defaults(model_dir, SamplingConfig(cfg=2.0, temperature=0.5))
     run = make_run(cycle_rl.CycleRLRun, model_dir, shapes_dir, tmp_path / "run", "--rl.group_size", "2",
                    "--train.batch_size", "1", *flags, need_reference=True)
-    _, loss_fn, _ = cycle_rl.build(run)
-    rollouts = cycle_rl.Rollouts(run)
+    make_batch, loss_fn, _ = cycle_rl.build(run)
+    rollouts = make_batch.__self__  # build's Rollouts
     assert (rollouts.sampling.cfg, rollouts.sampling.temperature) == expected
     assert rollouts.sampling.top_k is None and rollouts.sampling.top_p is None
     batch = rollouts.batch(0, 0)
