@@ -38,7 +38,7 @@ def evaluate(model: Path, data: Path, dest: Path, limits: dict[str, int],
              sampling: tuple[str, ...] = ()) -> dict[str, dict]:
     """Run the three evaluations of one model (skipping those already saved under dest).
 
-    `sampling`: extra eval flags such as ["--cfg", "3"]."""
+    `sampling`: extra eval flags such as ("--cfg", "3")."""
     dest.mkdir(parents=True, exist_ok=True)
     results = {}
     for command, limit in limits.items():
