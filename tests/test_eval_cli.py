@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -169,6 +170,23 @@ def test_refl4_command_scores_a_prediction_file(tmp_path):
     metrics = json.loads(result.stdout)
     assert metrics["Acc@0.5"] == 0.5  # IoU 0.5 is not > 0.5
     assert metrics["mAcc"] == 0.5
+
+
+def test_a_reader_that_leaves_early_gets_no_traceback(tmp_path):
+    """`python -m train.eval ... | head`: the pipe is closed before the metrics are printed."""
+    ann = tmp_path / "ann.jsonl"
+    ann.write_text('{"id": "1", "bbox": [0, 0, 10, 10]}\n{"id": "2", "bbox": [0, 0, 10, 10]}\n')
+    pred = tmp_path / "pred.json"
+    pred.write_text(json.dumps([{"id": i, "pred_bbox": [0, 0, 10, 10], "format": "xyxy"} for i in "12"]))
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # every write the command makes now fails with EPIPE
+    try:
+        result = subprocess.run([sys.executable, "-m", "train.eval", "refl4", "--pred", str(pred), "--ann", str(ann)],
+                                cwd=ROOT, stdout=write_end, stderr=subprocess.PIPE, text=True, timeout=120)
+    finally:
+        os.close(write_end)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr and "BrokenPipeError" not in result.stderr, result.stderr
 
 
 def _bad_jsonl(tmp_path: Path) -> Path:

@@ -9,13 +9,15 @@
 
 `detector` and `refl4` print a JSON object; the model commands print a markdown table
 (`--format` switches). `--out FILE` writes the metrics JSON. Without --model the built-in
-model is used. Bad input gives one line on stderr and exit code 2.
+model is used. Bad input gives one line on stderr and exit code 2; a reader that leaves early
+(`| head`) ends it with exit code 1, no traceback.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any, Callable
@@ -235,9 +237,21 @@ def main(argv: list[str] | None = None) -> int:
     if args.format == "json":
         import json
 
-        print(json.dumps(payload, indent=2))
+        text = json.dumps(payload, indent=2)
     else:
-        print(markdown_table(f"{args.command} metric", {k: v for k, v in payload.items() if k != "run"}))
+        text = markdown_table(f"{args.command} metric", {k: v for k, v in payload.items() if k != "run"})
+    return _print_result(text)
+
+
+def _print_result(text: str) -> int:
+    """Print the metrics; a reader that left early (`| head`) ends the command with exit code 1
+    instead of a traceback (the --out JSON is already written)."""
+    try:
+        print(text, flush=True)
+    except BrokenPipeError:
+        # Point stdout at devnull so the interpreter's final flush cannot raise again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     return 0
 
 
