@@ -115,3 +115,40 @@ class SceneOracle:
             keys = [p.split()[1] if self.color_blind else p for p in group]  # "<color> <shape> ..."
             out.append([Grounding(p, known.get(k), k in known, "fake") for p, k in zip(group, keys)])
         return out
+
+
+class DriftingModel(OracleModel):
+    """Draws candidate k of every layout with its boxes moved right by `k * drift` of their width
+    (so fidelity falls with k). Its grounder either `sees` what it drew (answers the drawn boxes)
+    or trusts the prompt (answers the layout's boxes whatever the image shows)."""
+
+    def __init__(self, drift: float = 0.08, sees: bool = True, image_size: int = 96):
+        super().__init__(image_size=image_size)
+        self.drift, self.sees = drift, sees
+        self.answers_for: dict[str, list[tuple]] = {}  # image key -> the boxes its grounder answers
+
+    def _moved(self, layout: Layout, k: int) -> Layout:
+        objects = []
+        for o in layout.objects:
+            x1, y1, x2, y2 = _shift(o.box, k * self.drift * (o.box[2] - o.box[0]), 0.0)
+            objects.append(type(o)(o.phrase, (x1, y1, min(x2, layout.width), y2)))
+        return Layout(layout.width, layout.height, tuple(objects))
+
+    def generate(self, layouts, num_images=1, seed=0, sampling=None):
+        self.calls.append(("generate", seed))
+        images = []
+        for layout in layouts:
+            row = []
+            for k in range(num_images):
+                moved = self._moved(layout, k)
+                image = render(scene_from_layout(moved, self.image_size))
+                answered = moved if self.sees else layout
+                s = self.image_size / layout.width
+                self.answers_for[image_key(image)] = [tuple(v * s for v in b) for b in answered.boxes]
+                row.append(image)
+            images.append(row)
+        return FakeGeneration(images)
+
+    def ground(self, images, phrases):
+        return [[Grounding(p, box, True, "fake") for p, box in zip(group, self.answers_for[image_key(image)])]
+                for image, group in zip(images, phrases)]

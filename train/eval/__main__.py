@@ -1,15 +1,17 @@
-"""Evaluation CLI: `python -m train.eval {detector,fidelity,grounding,cycle,refl4} ...`.
+"""Evaluation CLI: `python -m train.eval {detector,fidelity,grounding,cycle,fresh,reward,refl4} ...`.
 
     python -m train.eval detector  --data DIR [--split test] [--max N] [--blur R --noise S --jpeg Q]
     python -m train.eval fidelity  --data DIR [--model DIR] [--adapter DIR] [--split test] [--max N] [--out FILE]
     python -m train.eval grounding --data DIR [--model DIR] [--adapter DIR] ...
     python -m train.eval cycle     --data DIR [--model DIR] [--adapter DIR] ...
     python -m train.eval fresh     [--model DIR] [--adapter DIR] [--scenes 12] [--pair-scenes 60] [--scene-seed S]
+    python -m train.eval reward    --data DIR [--model DIR] [--max N] [--group-size 8] [--beams 1]
     python -m train.eval refl4     --pred PRED.json --ann ANN.jsonl [--category-map MAP.json]
 
 `detector` and `refl4` print a JSON object; the model commands print a markdown table
-(`--format` switches). `--out FILE` writes the metrics JSON. Without --model the built-in
-model is used. Bad input gives one line on stderr and exit code 2; a reader that leaves early
+(`--format` switches). `reward` asks whether stage 3's reward ranks a group of one layout's
+images as the detector does (train/eval/reward_alignment.py); it grounds greedily, as stage 3
+does. `--out FILE` writes the metrics JSON. Without --model the built-in model is used. Bad input gives one line on stderr and exit code 2; a reader that leaves early
 (`| head`) ends it with exit code 1, no traceback.
 """
 
@@ -86,6 +88,12 @@ def build_parser() -> argparse.ArgumentParser:
     fresh.add_argument("--scenes", type=int, default=FRESH_SCENES, help="scenes to ground every object of")
     fresh.add_argument("--pair-scenes", type=int, default=PAIR_SCENES, help="later scenes searched for color pairs")
     fresh.add_argument("--scene-seed", type=int, default=FRESH_SEED, help="seed the scenes are rendered from")
+    reward = commands.add_parser("reward", help="does stage 3's cycle reward rank images like the detector?")
+    _data_args(reward)
+    _model_args(reward)
+    _output_args(reward, "table")
+    reward.add_argument("--group-size", type=int, default=8, help="images per layout (stage 3's rl.group_size)")
+    reward.set_defaults(beams=1)  # stage 3 grounds its rollouts greedily
     refl4 = commands.add_parser("refl4", help="score a Ref-L4-style prediction file")
     refl4.add_argument("--pred", type=Path, required=True, help="predictions [{id, pred_bbox, format}]")
     refl4.add_argument("--ann", type=Path, required=True, help="annotations [{id, bbox (xywh), ori_category_id}]")
@@ -99,6 +107,8 @@ def _records(args: argparse.Namespace) -> list[dict[str, Any]]:
         if args.scenes < 1 or args.pair_scenes < 1:
             raise RecordError("--scenes and --pair-scenes must be at least 1")
         return []
+    if args.command == "reward" and args.group_size < 2:
+        raise RecordError(f"--group-size must be at least 2, got {args.group_size}")
     if args.max is not None and args.max < 1:
         raise RecordError(f"--max must be at least 1, got {args.max}")
     records = load_records(args.data, args.split, limit=args.max)
@@ -161,6 +171,13 @@ def run_fresh(args: argparse.Namespace, records: list[dict], model: Any) -> dict
     return evaluate_fresh(model, args.scenes, args.pair_scenes, args.scene_seed)
 
 
+def run_reward(args: argparse.Namespace, records: list[dict], model: Any) -> dict[str, Any]:
+    from train.eval.reward_alignment import evaluate_reward_alignment
+
+    return evaluate_reward_alignment(model, records, group_size=args.group_size, seed=args.seed,
+                                     sampling=args.sampling, progress=not args.no_progress)
+
+
 def run_refl4(args: argparse.Namespace) -> dict[str, Any]:
     from train.eval.refl4 import ScoringError, read_json_list, score_refl4
 
@@ -179,7 +196,7 @@ def run_refl4(args: argparse.Namespace) -> dict[str, Any]:
 
 RUNNERS: dict[str, Callable[[argparse.Namespace, list[dict], Any], dict[str, Any]]] = {
     "detector": run_detector, "fidelity": run_fidelity, "grounding": run_grounding, "cycle": run_cycle,
-    "fresh": run_fresh,
+    "fresh": run_fresh, "reward": run_reward,
 }
 
 
@@ -225,6 +242,8 @@ def main(argv: list[str] | None = None) -> int:
                    "scene_seed": args.scene_seed}
         else:
             run = {"command": args.command, "data": str(args.data), "split": args.split, "records": len(records)}
+            if args.command == "reward":
+                run["group_size"] = args.group_size
         if args.command == "detector" and args.degradation.active:
             run["degradation"] = {"blur": args.blur, "noise": args.noise, "jpeg": args.jpeg}
         if model is not None:
@@ -239,7 +258,8 @@ def main(argv: list[str] | None = None) -> int:
 
         text = json.dumps(payload, indent=2)
     else:
-        text = markdown_table(f"{args.command} metric", {k: v for k, v in payload.items() if k != "run"})
+        shown = {k: v for k, v in payload.items() if k not in ("run", "per_group")}  # per_group: JSON only
+        text = markdown_table(f"{args.command} metric", shown)
     return _print_result(text)
 
 
