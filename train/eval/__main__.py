@@ -11,8 +11,9 @@
 `detector` and `refl4` print a JSON object; the model commands print a markdown table
 (`--format` switches). `reward` asks whether stage 3's reward ranks a group of one layout's
 images as the detector does (train/eval/reward_alignment.py); it grounds greedily, as stage 3
-does. `--out FILE` writes the metrics JSON. Without --model the built-in model is used. Bad input gives one line on stderr and exit code 2; a reader that leaves early
-(`| head`) ends it with exit code 1, no traceback.
+does. `--out FILE` writes the metrics JSON. Without --model the built-in model is used. Bad
+input gives one line on stderr and exit code 2; a reader that leaves early (`| head`) ends it
+with exit code 1, no traceback.
 """
 
 from __future__ import annotations
