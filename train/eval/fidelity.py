@@ -28,6 +28,15 @@ def _scaled(box: Sequence[float], sx: float, sy: float) -> tuple[float, float, f
     return box[0] * sx, box[1] * sy, box[2] * sx, box[3] * sy
 
 
+def detect_and_match(image: Image.Image, record: dict[str, Any], detector: DetectorConfig = DetectorConfig()):
+    """The detector's findings in `image` and, per record object (box scaled to the image), its match."""
+    sx, sy = image.width / record["width"], image.height / record["height"]
+    detections = detect(image, detector)
+    found = [(d.box, d.color, d.shape) for d in detections]
+    matches = [match_object(_scaled(obj["box"], sx, sy), obj["color"], obj["shape"], found) for obj in record["objects"]]
+    return detections, matches
+
+
 def score_images(images: Sequence[Image.Image], records: Sequence[dict[str, Any]],
                  detector: DetectorConfig = DetectorConfig(), progress: bool = False) -> dict[str, Any]:
     """Detector-based fidelity of images[i] to records[i] (record boxes are scaled to each image)."""
@@ -36,13 +45,11 @@ def score_images(images: Sequence[Image.Image], records: Sequence[dict[str, Any]
     truths, predictions, matches, visible = [], [], [], []
     for image_id, (image, record) in enumerate(tqdm(list(zip(images, records)), desc="detect", disable=not progress)):
         sx, sy = image.width / record["width"], image.height / record["height"]
-        detections = detect(image, detector)
+        detections, image_matches = detect_and_match(image, record, detector)
         predictions += [Prediction(image_id, d.box, d.name, d.score) for d in detections]
-        found = [(d.box, d.color, d.shape) for d in detections]
+        matches += image_matches
         for obj in record["objects"]:
-            box = _scaled(obj["box"], sx, sy)
-            truths.append(GroundTruth(image_id, box, f"{obj['color']} {obj['shape']}"))
-            matches.append(match_object(box, obj["color"], obj["shape"], found))
+            truths.append(GroundTruth(image_id, _scaled(obj["box"], sx, sy), f"{obj['color']} {obj['shape']}"))
             visible.append(obj.get("visible", 1.0))
     metrics: dict[str, Any] = {"images": len(images), **coco_ap(truths, predictions), **object_scores(matches)}
     clear = [m for m, v in zip(matches, visible) if v >= UNOCCLUDED]

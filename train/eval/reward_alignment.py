@@ -24,8 +24,8 @@ from PIL import Image
 from tqdm import tqdm
 
 from model.layout import parse_layout
-from train.detector import DetectorConfig, detect
-from train.eval.metrics import match_object
+from train.detector import DetectorConfig
+from train.eval.fidelity import detect_and_match
 from train.rewards import cycle_rewards
 
 
@@ -74,14 +74,8 @@ def summarize(groups: Sequence[GroupAgreement | None]) -> dict[str, Any]:
 
 def object_fidelity(image: Image.Image, record: dict[str, Any], detector: DetectorConfig = DetectorConfig()) -> float:
     """Mean over the record's objects of the matched detection's IoU if color and shape are right, else 0."""
-    sx, sy = image.width / record["width"], image.height / record["height"]
-    found = [(d.box, d.color, d.shape) for d in detect(image, detector)]
-    scores = []
-    for obj in record["objects"]:
-        x1, y1, x2, y2 = obj["box"]
-        match = match_object((x1 * sx, y1 * sy, x2 * sx, y2 * sy), obj["color"], obj["shape"], found)
-        scores.append(match.iou if match.color_ok and match.shape_ok else 0.0)
-    return float(np.mean(scores))
+    _, matches = detect_and_match(image, record, detector)
+    return float(np.mean([m.iou if m.color_ok and m.shape_ok else 0.0 for m in matches]))
 
 
 def evaluate_reward_alignment(model: Any, records: Sequence[dict[str, Any]], *, group_size: int = 8,
