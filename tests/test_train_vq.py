@@ -49,3 +49,40 @@ def test_vq_config_refuses_what_janus_cannot_build():
         vq.VQTrainConfig(channel_multiplier=[1, 2, 2], num_res_blocks=0)
     with pytest.raises(ConfigError, match="multiple of 32"):
         vq.VQTrainConfig(base_channels=48)
+
+
+def test_decoder_steps_keep_every_code_and_train_the_decoder(tmp_path):
+    from safetensors.torch import load_file
+
+    first = ["--out", str(tmp_path / "a"), "--steps", "2", "--full_size_steps", "1", "--batch_size", "2",
+             "--image_size", "64", "--crop", "32", "--channel_multiplier", "[1, 1, 1]", "--codebook_size", "16",
+             "--eval_images", "4"]
+    vq.main(load_config(vq.VQRun, first))
+    polish = ["--out", str(tmp_path / "b"), "--init", str(tmp_path / "a" / "vq"), "--steps", "0",
+              "--full_size_steps", "0", "--decoder_steps", "3", "--decoder_full_size_steps", "1",
+              "--batch_size", "2", "--image_size", "64", "--crop", "32", "--eval_images", "4"]
+    report = vq.main(load_config(vq.VQRun, polish))
+    assert report["decoder_steps"] == 3 and report["steps_this_run"] == 3
+    before, after = load_file(tmp_path / "a" / "vq" / "model.safetensors"), load_file(tmp_path / "b" / "vq" / "model.safetensors")
+    assert before.keys() == after.keys()
+    for name in before:
+        same = torch.equal(before[name], after[name])
+        assert same == (not name.startswith(("decoder.", "post_quant_conv."))), name
+    pixels = vq.render_batch(0, "val", 0, 2, 64)
+    from transformers import JanusVQVAE
+
+    codes = [JanusVQVAE.from_pretrained(tmp_path / d / "vq").encode(pixels).image_tokens for d in "ab"]
+    assert torch.equal(*codes)
+
+
+def test_init_refuses_what_is_not_a_saved_vq(tmp_path, tiny_janus_dir):
+    import pytest
+
+    from train.config import ConfigError
+
+    with pytest.raises(ConfigError, match="no config.json"):
+        vq.load_vq(tmp_path)
+    with pytest.raises(ConfigError, match="not a VQ"):
+        vq.load_vq(tiny_janus_dir)
+    with pytest.raises(ConfigError, match="nothing to train"):
+        vq.VQTrainConfig(steps=0, full_size_steps=0)

@@ -11,7 +11,14 @@ fully convolutional), then at full size. Checkpoints every `save_every` steps; `
 continues from the last one. The result is `OUT/vq/` (config + safetensors) and
 `OUT/vq_report.json` (reconstruction quality on the val split, codebook usage).
 
+After the joint steps, `decoder_steps` more train only the decoder on frozen codes: the
+encoder and codebook stay bit-identical, so an LM trained on this VQ's codes draws the same
+tokens and only their pixels change (`python -m model.swap_decoder` puts such a decoder into a
+trained model). `--init DIR` starts from a saved VQ, e.g. to polish a shipped model's decoder:
+
     python -m train.vq --config train/configs/shapes/vq.yaml --out runs/shapes   # overrides: --steps N ...
+    python -m train.vq --config train/configs/shapes/vq_grid16.yaml --init assets/grid16-wip/vq \
+        --steps 0 --full_size_steps 0 --decoder_steps 3000 --out runs/vq16d
 """
 
 from __future__ import annotations
@@ -56,6 +63,14 @@ class VQTrainConfig:
     fg_weight: float = option("extra reconstruction weight on shape pixels (see foreground_weights)", default=4.0)
     eval_every: int = option("steps between val reports (round-trip PSNR and detector fidelity); 0: at the end only",
                              default=0)
+    decoder_steps: int = option("after `steps`, train only the decoder (and post-quant conv) this many steps on "
+                                "frozen codes: the codes do not change, so an LM trained on them stays valid", default=0)
+    decoder_full_size_steps: int = option("the last decoder-only steps train on whole images", default=0)
+    decoder_lr: float = option("peak learning rate of the decoder-only steps (warm-up, then cosine to 10%)",
+                               default=3e-4)
+    init: str = option("start from this saved VQ (a `JanusVQVAE` directory) instead of fresh weights; its own "
+                       "architecture is used", default="")
+    eval_images: int = option("val renders in the report (and in each eval_every report)", default=64)
     restart_every: int = option("steps between dead-code restarts", default=100)
     save_every: int = option("steps between resumable checkpoints", default=250)
     seed: int = option("seed of the weights, the data and the crops", default=0)
@@ -67,6 +82,10 @@ class VQTrainConfig:
             raise ConfigError(f"crop and image_size must be multiples of the VQ downsampling factor {factor}")
         if not 0 <= self.full_size_steps <= self.steps:
             raise ConfigError("full_size_steps must be in [0, steps]")
+        if not 0 <= self.decoder_full_size_steps <= self.decoder_steps:
+            raise ConfigError("decoder_full_size_steps must be in [0, decoder_steps]")
+        if self.steps + self.decoder_steps <= 0:
+            raise ConfigError("nothing to train: steps + decoder_steps must be positive")
         if self.base_channels % 32:
             raise ConfigError("base_channels must be a multiple of 32")
         if self.num_res_blocks == 0 and len(set(self.channel_multiplier)) > 1:
@@ -158,13 +177,14 @@ def restart_dead_codes(vq, usage: torch.Tensor, z: torch.Tensor, generator: torc
 
 
 @torch.no_grad()
-def evaluate(vq, cfg: VQTrainConfig, n: int = 64) -> dict:
+def evaluate(vq, cfg: VQTrainConfig) -> dict:
     """Reconstruction through the real `encode`/`decode` path on val renders, and the detector's
     fidelity scores of those round trips: the ceiling of any image the LM can write with these codes."""
     from PIL import Image
 
     from train.eval.fidelity import score_images
 
+    n = cfg.eval_images
     vq.eval()
     pixels, records = render_examples(cfg.seed, "val", 0, n, cfg.image_size)
     tokens = vq.encode(pixels).image_tokens.view(n, -1)
@@ -177,13 +197,48 @@ def evaluate(vq, cfg: VQTrainConfig, n: int = 64) -> dict:
         "round_trip_fidelity": {k: fidelity[k] for k in ("AP", "AP50", "presence", "color", "shape") if k in fidelity},
         "val_images": n, "psnr_db": 10 * math.log10(1.0 / max(mse, 1e-12)),
         "mae_0_255": F.l1_loss(recon, pixels).item() * 127.5,
-        "codes_used_val": int(tokens.unique().numel()), "codebook_size": cfg.codebook_size,
+        "codes_used_val": int(tokens.unique().numel()), "codebook_size": vq.config.num_embeddings,
     }
 
 
+def load_vq(path: str | Path):
+    """A saved `JanusVQVAE` (config.json + safetensors), with a clear error for anything else."""
+    from transformers import JanusVQVAE
+
+    path = Path(path)
+    config = path / "config.json"
+    if not config.is_file():
+        raise ConfigError(f"--init {path}: no config.json there (expected a saved VQ, e.g. RUN/vq)")
+    model_type = json.loads(config.read_text()).get("model_type")
+    if model_type != "janus_vqgan":
+        raise ConfigError(f"--init {path}: a {model_type!r} checkpoint, not a VQ (model_type 'janus_vqgan')")
+    return JanusVQVAE.from_pretrained(path)
+
+
+def decoder_parameters(vq) -> list[torch.nn.Parameter]:
+    """What the decoder-only steps train: everything after the codebook lookup."""
+    return [*vq.post_quant_conv.parameters(), *vq.decoder.parameters()]
+
+
+def freeze_codes(vq) -> None:
+    """Stop gradients into the encoder and codebook, so every image keeps its codes."""
+    trainable = {id(p) for p in decoder_parameters(vq)}
+    for param in vq.parameters():
+        param.requires_grad_(id(param) in trainable)
+
+
+def learning_rate(peak: float, step: int, steps: int) -> float:
+    """100 warm-up steps, then cosine from `peak` to 10% of it over `steps`."""
+    return peak * min(1.0, (step + 1) / 100) * (0.5 * (1 + math.cos(math.pi * step / steps)) * 0.9 + 0.1)
+
+
 def normalize_codebook(vq) -> None:
+    """Unit codebook rows. A codebook that is already unit-norm stays bit-identical (renormalizing
+    moves the last bits), so decoder-only runs keep the codes a trained LM knows."""
     with torch.no_grad():
-        vq.quantize.embedding.weight.copy_(F.normalize(vq.quantize.embedding.weight, dim=1))
+        weight = vq.quantize.embedding.weight
+        if not torch.allclose(weight.norm(dim=1), torch.ones(weight.shape[0]), atol=1e-5):
+            weight.copy_(F.normalize(weight, dim=1))
 
 
 def save_vq(vq, path: Path) -> None:
@@ -201,49 +256,62 @@ def main(run: VQRun) -> dict:
     state_dir.mkdir(parents=True, exist_ok=True)
     (out / "vq_config.json").write_text(json.dumps(asdict(cfg), indent=2))
     torch.manual_seed(cfg.seed)
-    vq = JanusVQVAE(vq_config(cfg)).train()
+    vq = (load_vq(cfg.init) if cfg.init else JanusVQVAE(vq_config(cfg))).train()
     optimizer = torch.optim.AdamW(vq.parameters(), lr=cfg.lr, betas=(0.9, 0.95), weight_decay=0.0)
+    decoder_optimizer = torch.optim.AdamW(decoder_parameters(vq), lr=cfg.decoder_lr, betas=(0.9, 0.95), weight_decay=0.0)
     generator = torch.Generator().manual_seed(cfg.seed)
     step = first_step = 0
     if cfg.resume and (state_dir / "state.pt").is_file():
         vq.load_state_dict(load_file(state_dir / "vq.safetensors"))
         state = torch.load(state_dir / "state.pt", weights_only=False)
         optimizer.load_state_dict(state["optimizer"])
+        if "decoder_optimizer" in state:
+            decoder_optimizer.load_state_dict(state["decoder_optimizer"])
         generator.set_state(state["generator"])
         step = first_step = state["step"]
         logger.info("resumed at step %d", step)
-    usage = torch.zeros(cfg.codebook_size, dtype=torch.long)
-    bar = tqdm(total=cfg.steps, initial=step, desc="vq")
+    total = cfg.steps + cfg.decoder_steps
+    usage = torch.zeros(vq.config.num_embeddings, dtype=torch.long)
+    bar = tqdm(total=total, initial=step, desc="vq")
     start = time.perf_counter()
-    while step < cfg.steps:
-        full = step >= cfg.steps - cfg.full_size_steps
+    while step < total:
+        decoder_only = step >= cfg.steps
+        if decoder_only:
+            freeze_codes(vq)
+            full = step >= total - cfg.decoder_full_size_steps
+            opt, lr = decoder_optimizer, learning_rate(cfg.decoder_lr, step - cfg.steps, cfg.decoder_steps)
+        else:
+            full = step >= cfg.steps - cfg.full_size_steps
+            opt, lr = optimizer, learning_rate(cfg.lr, step, cfg.steps)
         images = render_batch(cfg.seed, "train", step * cfg.batch_size, cfg.batch_size, cfg.image_size)
         pixels = images if full else random_crops(images, cfg.crop, generator)
-        lr = cfg.lr * min(1.0, (step + 1) / 100) * (0.5 * (1 + math.cos(math.pi * step / cfg.steps)) * 0.9 + 0.1)
-        for group in optimizer.param_groups:
+        for group in opt.param_groups:
             group["lr"] = lr
         loss, rec, codes, z, _ = vq_losses(vq, pixels, cfg.beta, cfg.fg_weight)
-        optimizer.zero_grad(set_to_none=True)
+        if decoder_only:
+            loss = rec  # the codebook terms are constants here
+        opt.zero_grad(set_to_none=True)
         loss.backward()
-        optimizer.step()
-        usage += torch.bincount(codes, minlength=cfg.codebook_size)
+        opt.step()
+        usage += torch.bincount(codes, minlength=usage.numel())
         step += 1
-        if step % cfg.restart_every == 0 and step < cfg.steps - cfg.full_size_steps // 2:
+        if not decoder_only and step % cfg.restart_every == 0 and step < cfg.steps - cfg.full_size_steps // 2:
             moved = restart_dead_codes(vq, usage, z, generator)
             logger.info("step %d: restarted %d dead codes", step, moved)
             usage.zero_()
         bar.update(1)
-        bar.set_postfix(loss=f"{loss.item():.4f}", rec=f"{rec.item():.4f}", full=full)
-        if cfg.eval_every and step % cfg.eval_every == 0 and step < cfg.steps:
+        bar.set_postfix(loss=f"{loss.item():.4f}", rec=f"{rec.item():.4f}", full=full, decoder_only=decoder_only)
+        if cfg.eval_every and step % cfg.eval_every == 0 and step < total:
             normalize_codebook(vq)
             logger.info("step %d val: %s", step, json.dumps(evaluate(vq, cfg)))
-        if step % cfg.save_every == 0 or step == cfg.steps:
+        if step % cfg.save_every == 0 or step == total:
             save_file(vq.state_dict(), state_dir / "vq.safetensors")
-            torch.save({"optimizer": optimizer.state_dict(), "generator": generator.get_state(), "step": step},
-                       state_dir / "state.pt")
+            torch.save({"optimizer": optimizer.state_dict(), "decoder_optimizer": decoder_optimizer.state_dict(),
+                        "generator": generator.get_state(), "step": step}, state_dir / "state.pt")
     bar.close()
     save_vq(vq, out / "vq")
-    report = {"steps": cfg.steps, "steps_this_run": cfg.steps - first_step, "train_seconds_this_run": time.perf_counter() - start, **evaluate(vq, cfg)}
+    report = {"steps": cfg.steps, "decoder_steps": cfg.decoder_steps, "steps_this_run": total - first_step,
+              "train_seconds_this_run": time.perf_counter() - start, **evaluate(vq, cfg)}
     (out / "vq_report.json").write_text(json.dumps(report, indent=2))
     logger.info("VQ report: %s", report)
     return report

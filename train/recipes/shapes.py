@@ -24,8 +24,9 @@ Extra `--set section.field=value` overrides go to every training stage (e.g. a s
 rl) to that stage only (e.g. `--set pmtp:train.max_steps=4500` for a longer stage 1).
 `--export DIR` copies the last finished stage's model and writes SHAPES_SAMPLING into its
 generation_config.json as its sampling defaults. `--grid 16` builds the 256-token
-architecture (8 px VQ cells and SigLIP patches) instead of the shipped 64-token one; it only
-changes the vq and init steps. With `--regrid DIR` the init step moves the earlier built-in
+architecture of the shipped model since PREVIEW 13 (8 px VQ cells and SigLIP patches) instead
+of the 64-token one of the models up to PREVIEW 12; it only changes the vq and init steps (its
+VQ trains the decoder alone on the frozen codes after the joint steps, `decoder_steps`). With `--regrid DIR` the init step moves the earlier built-in
 model DIR to that grid (`model.regrid`: its LM, text side and SigLIP layers kept, the VQ and
 the image-token side new) instead of starting from random weights, and stage 1 runs
 train/configs/shapes/pmtp_regrid.yaml.
@@ -171,8 +172,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--vq-steps", type=int, default=None,
                         help="VQ training steps (default: train/configs/shapes/vq.yaml)")
     parser.add_argument("--grid", type=int, choices=(8, 16), default=8,
-                        help="image tokens per side of a model built from scratch: 8 (64 tokens, the shipped "
-                             "model's) or 16 (256 tokens; train/recipes/shapes_init.py)")
+                        help="image tokens per side of a model built from scratch: 8 (64 tokens, the models up "
+                             "to PREVIEW 12) or 16 (256 tokens, the shipped model's; train/recipes/shapes_init.py)")
     parser.add_argument("--regrid", default=None, metavar="DIR",
                         help="with --grid: the init step moves this earlier built-in model to the grid (model.regrid)")
     parser.add_argument("--until", choices=STEPS, default="rl", help="last step to run")
