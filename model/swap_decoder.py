@@ -46,6 +46,8 @@ def swap_decoder(src: str | Path, vq_dir: str | Path, dest: str | Path) -> Path:
 
     from model.loading import load_janus
 
+    if not (Path(vq_dir) / "config.json").is_file():
+        raise RegridError(f"no VQ at {vq_dir}: expected a JanusVQVAE dir with config.json (python -m train.vq writes OUT/vq)")
     model, processor = load_janus(src, device="cpu", dtype=torch.float32)
     try:
         vq = JanusVQVAE.from_pretrained(vq_dir, use_safetensors=True, local_files_only=True)

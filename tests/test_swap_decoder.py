@@ -47,4 +47,5 @@ def test_swap_refuses_a_vq_that_would_change_the_codes(tmp_path, tiny_janus_dir,
     assert main(["--model", str(tiny_janus_dir), "--vq", str(vq), "--out", str(tmp_path / "cli")]) == 2
     assert "change meaning" in capsys.readouterr().err
     assert main(["--model", str(tiny_janus_dir), "--vq", str(tmp_path / "missing"), "--out", str(tmp_path / "x")]) == 2
+    assert capsys.readouterr().err.startswith("error: no VQ at")
     assert not (tmp_path / "cli").exists()

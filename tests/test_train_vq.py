@@ -86,3 +86,15 @@ def test_init_refuses_what_is_not_a_saved_vq(tmp_path, tiny_janus_dir):
         vq.load_vq(tiny_janus_dir)
     with pytest.raises(ConfigError, match="nothing to train"):
         vq.VQTrainConfig(steps=0, full_size_steps=0)
+
+
+def test_cli_reports_a_bad_init_in_one_line(tmp_path):
+    import subprocess
+    import sys
+
+    args = ["--init", str(tmp_path), "--steps", "0", "--full_size_steps", "0", "--decoder_steps", "1",
+            "--out", str(tmp_path / "out")]
+    done = subprocess.run([sys.executable, "-m", "train.vq", *args], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines()[-1].startswith("error: --init")
+    assert "Traceback" not in done.stderr and not (tmp_path / "out").exists()

@@ -27,6 +27,7 @@ import argparse
 import json
 import logging
 import math
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -37,7 +38,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
-from train.config import ConfigError, load_config, option
+from train.config import ConfigError, load_config, option, run_cli
 
 logger = logging.getLogger(__name__)
 
@@ -251,12 +252,12 @@ def main(run: VQRun) -> dict:
 
     cfg = run.vq
 
+    torch.manual_seed(cfg.seed)
+    vq = (load_vq(cfg.init) if cfg.init else JanusVQVAE(vq_config(cfg))).train()
     out = Path(cfg.out)
     state_dir = out / "vq_state"
     state_dir.mkdir(parents=True, exist_ok=True)
     (out / "vq_config.json").write_text(json.dumps(asdict(cfg), indent=2))
-    torch.manual_seed(cfg.seed)
-    vq = (load_vq(cfg.init) if cfg.init else JanusVQVAE(vq_config(cfg))).train()
     optimizer = torch.optim.AdamW(vq.parameters(), lr=cfg.lr, betas=(0.9, 0.95), weight_decay=0.0)
     decoder_optimizer = torch.optim.AdamW(decoder_parameters(vq), lr=cfg.decoder_lr, betas=(0.9, 0.95), weight_decay=0.0)
     generator = torch.Generator().manual_seed(cfg.seed)
@@ -319,4 +320,4 @@ def main(run: VQRun) -> dict:
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    print(json.dumps(main(load_config(VQRun))))
+    run_cli(lambda run: print(json.dumps(main(run))), VQRun, sys.argv[1:])
