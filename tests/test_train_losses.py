@@ -1,6 +1,7 @@
 """Stage losses on a tiny random Janus: targets, Gumbel-Softmax, DJO's gradient path, GRPO's KL."""
 
 import dataclasses
+import json
 import math
 import shutil
 from types import SimpleNamespace
@@ -299,6 +300,26 @@ def test_rollouts_draw_at_the_models_own_sampling_unless_told(tiny_janus_dir, sh
     assert batch.prompt.input_ids.shape[0] == (4 if expected[0] > 1 else 2)  # [cond; uncond] rows only with CFG
     _, stats = loss_fn(run.model, batch)
     assert stats["kl"].item() == 0.0  # the loss scores the rollouts under the distribution that drew them
+
+
+def test_detector_reward_rollouts_skip_grounding_and_refuse_other_phrases(tiny_janus_dir, shapes_dir, tmp_path):
+    run = make_run(cycle_rl.CycleRLRun, tiny_janus_dir, shapes_dir, tmp_path / "a", "--rl.group_size", "2",
+                   "--train.batch_size", "1", "--rl.reward", "detector", need_reference=True)
+    make_batch, loss_fn, _ = cycle_rl.build(run)
+    batch = make_batch(0, 0)
+    assert batch.advantages.shape == (2,) and "valid" not in batch.stats  # nothing was grounded
+    assert 0.0 <= batch.stats["reward"].item() <= 1.0
+    assert torch.isfinite(loss_fn(run.model, batch)[0])
+
+    layouts = tmp_path / "layouts.json"
+    cat = {"width": 32, "height": 32, "objects": [{"phrase": "a teal cat", "box": [1, 1, 20, 20]}]}
+    layouts.write_text(json.dumps([cat]))
+    run = make_run(cycle_rl.CycleRLRun, tiny_janus_dir, shapes_dir, tmp_path / "b", "--rl.group_size", "2",
+                   "--rl.reward", "detector", "--rl.layouts", str(layouts), "--data.data_dir", "", need_reference=True)
+    with pytest.raises(ConfigError, match="Shapes World"):
+        cycle_rl.build(run)
+    with pytest.raises(ConfigError, match="rl.reward"):
+        load_config(cycle_rl.CycleRLRun, ["--rl.reward", "clip"])
 
 
 def _shipped_tokenizer():

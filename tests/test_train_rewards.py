@@ -2,7 +2,7 @@
 
 import pytest
 
-from train.rewards import REWARDS, cycle_reward, cycle_rewards, object_reward
+from train.rewards import REWARDS, cycle_reward, cycle_rewards, detector_rewards, object_reward
 
 
 def test_perfect_grounding_gets_the_full_reward():
@@ -44,3 +44,32 @@ def test_batch_form_and_registry():
 def test_mismatched_boxes_raise():
     with pytest.raises(ValueError):
         cycle_reward([(0, 0, 1, 1)], [], 10, 10)
+
+
+def _rendered_scene(seed: int = 3):
+    import numpy as np
+
+    from train.shapes.render import render
+    from train.shapes.world import sample_scene
+
+    scene = sample_scene(np.random.default_rng(seed))
+    return render(scene), [o.phrase for o in scene.objects], [o.box for o in scene.objects]
+
+
+def test_detector_reward_scores_a_clean_render_high_and_a_wrong_attribute_zero():
+    image, phrases, boxes = _rendered_scene()
+    [clean] = REWARDS["detector"]([image], [phrases], [boxes])
+    assert clean > 0.8  # the detector reads its own renders almost perfectly
+    recolored = [("red " if p.startswith("pink") else "pink ") + p.split(" ", 1)[1] for p in phrases]
+    [wrong_color] = detector_rewards([image], [recolored], [boxes])
+    assert wrong_color == 0.0
+    [one_wrong] = detector_rewards([image], [recolored[:1] + phrases[1:]], [boxes])
+    assert one_wrong < clean and (len(phrases) == 1 or one_wrong > 0)
+
+
+def test_detector_reward_refuses_phrases_outside_shapes_world():
+    image, phrases, boxes = _rendered_scene()
+    with pytest.raises(ValueError, match="Shapes World"):
+        detector_rewards([image], [["a teal cat"] + phrases[1:]], [boxes])
+    with pytest.raises(ValueError):
+        detector_rewards([image], [phrases], [boxes[:-1] if len(boxes) > 1 else []])

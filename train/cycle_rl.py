@@ -28,6 +28,9 @@ Departures from the paper's GRPO:
 - Layouts may come from the data, a layout file, or the Shapes World samplers (`rl.layouts`:
   the paper's finding that random boxes work as well as real layouts).
 - The reward uses the model's own grounding as-is (no separate detector or reward model).
+  `rl.reward: detector` swaps in the evaluation's detector instead (Shapes World only): a
+  diagnostic of how far GRPO can move the drawing with a reward aligned with the evaluation,
+  not the method.
 """
 
 from __future__ import annotations
@@ -50,7 +53,8 @@ from train.config import ConfigError, DataConfig, LoraSettings, ModelConfig, Tra
 from train.data import ensure_data, layout_source, micro_seed, read_records
 from train.grpo import group_advantages, grpo_loss
 from train.lora import freeze_understanding
-from train.rewards import cycle_rewards
+from train.rewards import REWARDS, cycle_rewards, detector_rewards
+from train.shapes.world import parse_phrase
 from train.validation import validate
 
 logger = logging.getLogger(__name__)
@@ -61,6 +65,8 @@ class CycleRLConfig:
     group_size: int = option("images sampled per layout (G)", default=8)
     layouts: str = option("layout source: data (training records), random or scene (Shapes World "
                           "samplers), or a .json/.jsonl layout file", default="data")
+    reward: str = option("cycle: the model grounds its own images (the method); detector: Shapes World "
+                         "only, the evaluation's detector scores them (a diagnostic upper bound)", default="cycle")
     w_iou: float = option("reward weight of IoU", default=1.0)
     w_l1: float = option("reward weight of 1 - normalized L1", default=1.0)
     w_valid: float = option("reward weight of the share of well-formed grounding answers", default=0.0)
@@ -76,6 +82,8 @@ class CycleRLConfig:
     def __post_init__(self):
         if self.group_size < 2:
             raise ConfigError(f"rl.group_size must be >= 2 (advantages are relative), got {self.group_size}")
+        if self.reward not in REWARDS:
+            raise ConfigError(f"rl.reward must be one of {', '.join(REWARDS)}, got {self.reward!r}")
         if self.num_iterations < 1 or self.clip_eps <= 0 or self.kl_beta < 0:
             raise ConfigError("need rl.num_iterations >= 1, rl.clip_eps > 0, rl.kl_beta >= 0")
         self.sampling(SamplingConfig())  # checks the values given
@@ -162,6 +170,11 @@ class Rollouts:
         if records is None:
             rng = np.random.default_rng([cfg.train.seed, 7])  # fixed held-out draws of the sampler
             self.val_layouts = [self.source(rng) for _ in range(cfg.data.num_val_layouts)]
+        if cfg.rl.reward == "detector":  # fail now, not at the first rollout
+            try:
+                [parse_phrase(p) for p in self.source(np.random.default_rng(0)).phrases]
+            except ValueError as err:
+                raise ConfigError(f"rl.reward detector needs Shapes World layouts: {err}") from None
         self.cache: dict[tuple[int, int], Rollout] = {}
 
     def batch(self, step: int, micro: int) -> Rollout:
@@ -186,11 +199,7 @@ class Rollouts:
         with run.accelerator.autocast():
             tokens = eg.generate_tokens(prompts, self.sampling, gens)  # [R, T]
             images = to_pil(generation.decode_image_tokens(run.janus, tokens))
-            found = eg.ground(images, [layout.phrases for layout in rows])
-            rewards = torch.tensor(cycle_rewards(
-                [layout.boxes for layout in rows], [[g.box for g in f] for f in found],
-                [[g.valid for g in f] for f in found], [(size, size)] * len(rows),
-                w_iou=rl.w_iou, w_l1=rl.w_l1, w_valid=rl.w_valid))  # [R]
+            rewards, valid = self.score(images, rows)  # [R], [R]
             prompt = inputs.encode_prompts(run.processor.tokenizer, prompts, run.device)
             if self.sampling.cfg > 1:
                 prompt = inputs.cfg_batch(prompt, run.special)
@@ -199,11 +208,24 @@ class Rollouts:
             old_logp = sampled_logprobs(run.janus, prompt, tokens, self.sampling) if rl.num_iterations > 1 else None
         run.janus.train()
         run.janus.model.vqmodel.eval()
-        valid = torch.tensor([float(np.mean([g.valid for g in f])) for f in found])
-        stats = {"reward": rewards.mean(), "reward_std": rewards.view(-1, rl.group_size).std(1).mean(),
-                 "valid": valid.mean()}
+        stats = {"reward": rewards.mean(), "reward_std": rewards.view(-1, rl.group_size).std(1).mean()}
+        if valid is not None:
+            stats["valid"] = valid.mean()
         advantages = group_advantages(rewards, rl.group_size, rl.scale_rewards).to(run.device)
         return Rollout(prompt, tokens, advantages, ref_logp, old_logp, stats)
+
+    def score(self, images, rows) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(rewards [R], share of well-formed grounding answers [R] or None) of images[r] drawn from rows[r]."""
+        rl = self.rl
+        if rl.reward == "detector":
+            return torch.tensor(detector_rewards(images, [r.phrases for r in rows], [r.boxes for r in rows])), None
+        found = self.eg.ground(images, [layout.phrases for layout in rows])
+        size = self.eg.image_size
+        rewards = cycle_rewards([layout.boxes for layout in rows], [[g.box for g in f] for f in found],
+                                [[g.valid for g in f] for f in found], [(size, size)] * len(rows),
+                                w_iou=rl.w_iou, w_l1=rl.w_l1, w_valid=rl.w_valid)
+        valid = [float(np.mean([g.valid for g in f])) for f in found]
+        return torch.tensor(rewards), torch.tensor(valid)
 
     def validate(self, step: int) -> None:
         validate(self.run.janus, self.run.processor, self.val_layouts, step, self.run.metrics, self.sampling)

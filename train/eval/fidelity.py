@@ -37,6 +37,13 @@ def detect_and_match(image: Image.Image, record: dict[str, Any], detector: Detec
     return detections, matches
 
 
+def object_fidelity(image: Image.Image, record: dict[str, Any], detector: DetectorConfig = DetectorConfig()) -> float:
+    """One image's score: mean over the record's objects of the matched detection's IoU if its
+    color and shape are right, else 0."""
+    _, matches = detect_and_match(image, record, detector)
+    return sum(m.iou if m.color_ok and m.shape_ok else 0.0 for m in matches) / len(matches)
+
+
 def score_images(images: Sequence[Image.Image], records: Sequence[dict[str, Any]],
                  detector: DetectorConfig = DetectorConfig(), progress: bool = False) -> dict[str, Any]:
     """Detector-based fidelity of images[i] to records[i] (record boxes are scaled to each image)."""

@@ -20,12 +20,10 @@ from dataclasses import asdict, dataclass
 from typing import Any, Sequence
 
 import numpy as np
-from PIL import Image
 from tqdm import tqdm
 
 from model.layout import parse_layout
-from train.detector import DetectorConfig
-from train.eval.fidelity import detect_and_match
+from train.eval.fidelity import object_fidelity
 from train.rewards import cycle_rewards
 
 
@@ -70,12 +68,6 @@ def summarize(groups: Sequence[GroupAgreement | None]) -> dict[str, Any]:
     for key in ("pearson", "spearman", "pick_gain", "best_gain"):
         out[key] = float(np.mean([getattr(g, key) for g in scored])) if scored else 0.0
     return out
-
-
-def object_fidelity(image: Image.Image, record: dict[str, Any], detector: DetectorConfig = DetectorConfig()) -> float:
-    """Mean over the record's objects of the matched detection's IoU if color and shape are right, else 0."""
-    _, matches = detect_and_match(image, record, detector)
-    return float(np.mean([m.iou if m.color_ok and m.shape_ok else 0.0 for m in matches]))
 
 
 def evaluate_reward_alignment(model: Any, records: Sequence[dict[str, Any]], *, group_size: int = 8,
