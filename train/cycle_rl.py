@@ -66,7 +66,7 @@ class CycleRLConfig:
     layouts: str = option("layout source: data (training records), random or scene (Shapes World "
                           "samplers), or a .json/.jsonl layout file", default="data")
     reward: str = option("cycle: the model grounds its own images (the method); detector: Shapes World "
-                         "only, the evaluation's detector scores them (a diagnostic upper bound)", default="cycle")
+                         "only, the evaluation's detector scores them (a diagnostic, not the method)", default="cycle")
     w_iou: float = option("reward weight of IoU", default=1.0)
     w_l1: float = option("reward weight of 1 - normalized L1", default=1.0)
     w_valid: float = option("reward weight of the share of well-formed grounding answers", default=0.0)
