@@ -19,7 +19,6 @@ from typing import Callable, Sequence
 from PIL import Image
 
 from model.metrics import Box, box_iou, box_l1
-from train.eval.fidelity import object_fidelity
 from train.shapes.world import parse_phrase
 
 
@@ -54,6 +53,8 @@ def detector_rewards(images: Sequence[Image.Image], phrases: Sequence[Sequence[s
                      drawn: Sequence[Sequence[Box]]) -> list[float]:
     """Per image, the detector's fidelity to its layout (phrases and drawn boxes in the image's
     pixel frame). ValueError for a phrase that is not "<color> <shape> [in front|behind]"."""
+    from train.eval.fidelity import object_fidelity  # the detector (scipy) only when this reward is used
+
     if not len(images) == len(phrases) == len(drawn):
         raise ValueError(f"{len(images)} images, {len(phrases)} phrase lists and {len(drawn)} box lists")
     scores = []
