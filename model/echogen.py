@@ -126,6 +126,20 @@ class EchoGen:
         )
         return generation.decode(self.model, request, sampling, generators)
 
+    @torch.no_grad()
+    def round_trip(self, images: Sequence[Image.Image]) -> list[Image.Image]:
+        """Each image through the model's own image tokenizer (encode, decode), at the model's size.
+
+        What the model would draw if it wrote exactly the image's tokens: the ceiling its image
+        tokenizer puts on any drawing."""
+        out: list[Image.Image] = []
+        for start in range(0, len(images), self.max_batch):
+            chunk = list(images[start:start + self.max_batch])
+            pixels = inputs.pixel_values(self.processor.image_processor, chunk, self.device, self.dtype)
+            tokens = generation.encode_image_tokens(self.model, pixels)  # [b, T]
+            out += to_pil(generation.decode_image_tokens(self.model, tokens))
+        return out
+
     # ---- image + phrase -> box ---------------------------------------------------------
     @torch.no_grad()
     def ground(

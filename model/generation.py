@@ -291,3 +291,8 @@ def decode_soft_image(model, probs: torch.Tensor) -> torch.Tensor:
 def decode_image_tokens(model, tokens: torch.Tensor) -> torch.Tensor:
     """Hard image tokens [B, T] -> pixels [B, 3, H, W] in [-1, 1]."""
     return model.model.vqmodel.decode(tokens)
+
+
+def encode_image_tokens(model, pixels: torch.Tensor) -> torch.Tensor:
+    """Pixels [B, 3, H, W] (the processor's letterboxed, normalized images) -> image tokens [B, T]."""
+    return model.model.vqmodel.encode(pixels).image_tokens.view(pixels.shape[0], -1)

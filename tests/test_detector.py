@@ -108,6 +108,10 @@ def test_detector_ap_on_clean_renders():
     metrics = score_images(images, records)
     assert metrics["AP"] >= 0.9 and metrics["AP50"] >= 0.95
     assert metrics["presence"] >= 0.97 and metrics["color"] >= 0.97 and metrics["shape"] >= 0.95
+    for breakdown in ("by_shape", "by_size"):  # every object lands in exactly one group
+        assert sum(group["objects"] for group in metrics[breakdown].values()) == metrics["objects"]
+    assert set(metrics["by_shape"]) <= {"circle", "square", "triangle", "star", "diamond"}
+    assert set(metrics["by_size"]) <= {"small", "medium", "large"} and len(metrics["by_size"]) >= 2
 
 
 def test_color_names_cover_the_world():

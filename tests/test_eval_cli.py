@@ -140,6 +140,23 @@ def test_json_format_and_sampling_options(data, monkeypatch, capsys):
     assert (run["cfg"], run["temperature"]) == (4.0, 0.9)
 
 
+class BlankRoundTrip:
+    """A model whose image tokenizer loses everything: round trips come back white."""
+
+    def round_trip(self, images):
+        from PIL import Image
+
+        return [Image.new("RGB", image.size, "white") for image in images]
+
+
+def test_detector_round_trip_scores_the_model_s_round_trips(data, monkeypatch, capsys):
+    use_model(monkeypatch, BlankRoundTrip())
+    assert cli.main(["detector", "--data", str(data), "--max", "4", "--round-trip", "some/model", "--no-progress"]) == 0
+    payload = json.loads(capsys.readouterr().out)
+    assert payload["presence"] == 0.0 and payload["AP"] <= 0.0
+    assert payload["run"]["round_trip"] == "some/model" and "cfg" not in payload["run"]
+
+
 def test_bad_sampling_settings_are_input_errors(data, monkeypatch, capsys):
     use_model(monkeypatch, OracleModel())
     assert cli.main(["fidelity", "--data", str(data), "--cfg", "0.5"]) == 2
@@ -210,6 +227,8 @@ def _missing_image(tmp_path: Path) -> Path:
     (lambda tmp, data: ["detector", "--data", str(data), "--max", "0"], "--max must be at least 1"),
     (lambda tmp, data: ["detector", "--data", str(data), "--jpeg", "0"], "jpeg quality"),
     (lambda tmp, data: ["grounding", "--data", str(data), "--model", str(tmp / "nomodel")], "cannot load the model"),
+    (lambda tmp, data: ["detector", "--data", str(data), "--round-trip", str(tmp / "nomodel")],
+     "cannot load --round-trip"),
     (lambda tmp, data: ["refl4", "--pred", str(tmp / "p.json"), "--ann", str(tmp / "a.json")], "file not found"),
     (lambda tmp, data: ["fresh", "--scenes", "0"], "--scenes and --pair-scenes must be at least 1"),
     (lambda tmp, data: ["fresh", "--model", str(tmp / "nomodel")], "cannot load the model"),

@@ -8,8 +8,8 @@ from model.metrics import ObjectScore, box_iou, box_l1
 from train.eval.cycle import summarize
 from train.eval.grounding import expression_kind, grounding_scores
 from train.eval.metrics import (
-    GroundTruth, Prediction, acc_at, accuracy_by_size, accuracy_summary, coco_ap, macc, match_object,
-    object_scores, size_bucket,
+    GroundTruth, ObjectMatch, Prediction, acc_at, accuracy_by_size, accuracy_summary, coco_ap, macc, match_object,
+    object_scores, object_scores_by, size_bucket,
 )
 from train.eval.refl4 import ScoringError, score_refl4
 from train.eval.report import flatten, markdown_table
@@ -51,6 +51,17 @@ def test_size_buckets_follow_ref_l4():
     by_size = accuracy_by_size([1.0, 0.0, 0.6], ["small", "small", "large"])
     assert set(by_size) == {"small", "large"}
     assert by_size["small"]["Acc@0.5"] == 0.5 and by_size["large"]["Acc@0.75"] == 0.0
+
+
+def test_object_scores_by_groups_literal_matches():
+    hit, wrong_shape = ObjectMatch(0.9, True, True, True), ObjectMatch(0.7, True, True, False)
+    miss = ObjectMatch(0.1, False, False, False)
+    by = object_scores_by([hit, wrong_shape, miss, hit], ["star", "star", "circle", "circle"])
+    assert list(by) == ["circle", "star"]
+    assert by["star"] == {"objects": 2, "presence": 1.0, "color": 1.0, "shape": 0.5, "mean_iou": pytest.approx(0.8)}
+    assert by["circle"]["presence"] == 0.5 and by["circle"]["shape"] == 0.5
+    with pytest.raises(ValueError):
+        object_scores_by([hit], ["star", "circle"])
 
 
 def test_coco_ap_perfect_and_partial_overlap():

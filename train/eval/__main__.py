@@ -1,6 +1,6 @@
 """Evaluation CLI: `python -m train.eval {detector,fidelity,grounding,cycle,fresh,reward,refl4} ...`.
 
-    python -m train.eval detector  --data DIR [--split test] [--max N] [--blur R --noise S --jpeg Q]
+    python -m train.eval detector  --data DIR [--split test] [--max N] [--blur R --noise S --jpeg Q] [--round-trip MODEL]
     python -m train.eval fidelity  --data DIR [--model DIR] [--adapter DIR] [--split test] [--max N] [--out FILE]
     python -m train.eval grounding --data DIR [--model DIR] [--adapter DIR] ...
     python -m train.eval cycle     --data DIR [--model DIR] [--adapter DIR] ...
@@ -75,6 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
     detector.add_argument("--blur", type=float, default=0.0, help="degrade renders: Gaussian blur radius (px)")
     detector.add_argument("--noise", type=float, default=0.0, help="degrade renders: noise sigma (0-255)")
     detector.add_argument("--jpeg", type=int, default=None, help="degrade renders: JPEG quality")
+    detector.add_argument("--round-trip", type=Path, default=None, metavar="MODEL",
+                          help="score the renders after a round trip through MODEL's image tokenizer (a model "
+                               "directory): the ceiling of what that model can draw")
     _output_args(detector, "json")
     for name, text in (("fidelity", "layout fidelity of generated images (detector-judged)"),
                        ("grounding", "grounding accuracy (Ref-L4 definitions)"),
@@ -144,7 +147,8 @@ def _sampling(args: argparse.Namespace, defaults: Any = None) -> Any:
 def run_detector(args: argparse.Namespace, records: list[dict], model: Any) -> dict[str, Any]:
     from train.eval.fidelity import evaluate_detector
 
-    return evaluate_detector(args.data, records, progress=not args.no_progress, degradation=args.degradation)
+    return evaluate_detector(args.data, records, progress=not args.no_progress, degradation=args.degradation,
+                             round_trip=None if model is None else model.round_trip)
 
 
 def run_fidelity(args: argparse.Namespace, records: list[dict], model: Any) -> dict[str, Any]:
@@ -231,7 +235,12 @@ def main(argv: list[str] | None = None) -> int:
         except (RecordError, ValueError) as err:
             return _fail(str(err))
         model = None
-        if args.command != "detector":
+        if args.command == "detector" and args.round_trip is not None:
+            try:  # only its image tokenizer is used
+                model = _load_model(argparse.Namespace(model=args.round_trip, adapter=None, device="cpu", beams=1))
+            except ModelUnavailable as err:
+                return _fail(f"cannot load --round-trip {args.round_trip}: {err}")
+        elif args.command != "detector":
             try:
                 model = _load_model(args)
             except ModelUnavailable as err:
@@ -247,7 +256,9 @@ def main(argv: list[str] | None = None) -> int:
                 run["group_size"] = args.group_size
         if args.command == "detector" and args.degradation.active:
             run["degradation"] = {"blur": args.blur, "noise": args.noise, "jpeg": args.jpeg}
-        if model is not None:
+        if args.command == "detector" and model is not None:
+            run["round_trip"] = str(args.round_trip)
+        elif model is not None:
             run.update(model=args.model, adapter=args.adapter, seed=args.seed, cfg=args.sampling.cfg,
                        temperature=args.sampling.temperature, beams=args.beams)
     payload = to_builtin({**metrics, "run": run})

@@ -5,13 +5,17 @@ the layout with pycocotools (AP, AP50, AP75; class = "<color> <shape>") and, per
 object, LayoutSAM-style: presence (a detection with IoU >= 0.5), right color, right shape.
 `evaluate_detector` scores clean renders (the detector's own accuracy, the ceiling for
 generated images), optionally degraded (blur, noise, JPEG) to see how it holds up;
-`evaluate_fidelity` scores one generated image per layout.
+`evaluate_fidelity` scores one generated image per layout. Object scores are also broken
+down by occlusion, by shape and by size (grounding's buckets: sqrt(w * h) of the layout box
+as a share of the image side, small < 0.25 <= medium <= 0.4 < large), since a model's misses
+gather there (small stars, mostly).
 """
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from PIL import Image
 from tqdm import tqdm
@@ -19,7 +23,10 @@ from tqdm import tqdm
 from model.layout import parse_layout
 from train.detector import DetectorConfig, detect
 from train.eval.degrade import Degradation, degrade
-from train.eval.metrics import GroundTruth, Prediction, coco_ap, match_object, object_scores
+from train.eval.metrics import (
+    LARGE_SIDE, SMALL_SIDE, GroundTruth, Prediction, coco_ap, match_object, object_scores, object_scores_by,
+    size_bucket,
+)
 
 UNOCCLUDED = 0.95  # objects with at least this visible share count as unoccluded
 
@@ -49,7 +56,7 @@ def score_images(images: Sequence[Image.Image], records: Sequence[dict[str, Any]
     """Detector-based fidelity of images[i] to records[i] (record boxes are scaled to each image)."""
     if len(images) != len(records):
         raise ValueError(f"{len(images)} images for {len(records)} records")
-    truths, predictions, matches, visible = [], [], [], []
+    truths, predictions, matches, visible, shapes, sizes = [], [], [], [], [], []
     for image_id, (image, record) in enumerate(tqdm(list(zip(images, records)), desc="detect", disable=not progress)):
         sx, sy = image.width / record["width"], image.height / record["height"]
         detections, image_matches = detect_and_match(image, record, detector)
@@ -58,6 +65,9 @@ def score_images(images: Sequence[Image.Image], records: Sequence[dict[str, Any]
         for obj in record["objects"]:
             truths.append(GroundTruth(image_id, _scaled(obj["box"], sx, sy), f"{obj['color']} {obj['shape']}"))
             visible.append(obj.get("visible", 1.0))
+            shapes.append(obj["shape"])
+            side = math.sqrt(record["width"] * record["height"])
+            sizes.append(size_bucket(obj["box"], SMALL_SIDE * side, LARGE_SIDE * side))
     metrics: dict[str, Any] = {"images": len(images), **coco_ap(truths, predictions), **object_scores(matches)}
     clear = [m for m, v in zip(matches, visible) if v >= UNOCCLUDED]
     hidden = [m for m, v in zip(matches, visible) if v < UNOCCLUDED]
@@ -65,6 +75,8 @@ def score_images(images: Sequence[Image.Image], records: Sequence[dict[str, Any]
         f"visible>={UNOCCLUDED}": object_scores(clear),
         f"visible<{UNOCCLUDED}": object_scores(hidden),
     }
+    metrics["by_shape"] = object_scores_by(matches, shapes)
+    metrics["by_size"] = object_scores_by(matches, sizes)
     return metrics
 
 
@@ -77,11 +89,17 @@ def load_image(data_dir: str | Path, record: dict[str, Any]) -> Image.Image:
 
 def evaluate_detector(data_dir: str | Path, records: Sequence[dict[str, Any]],
                       detector: DetectorConfig = DetectorConfig(), progress: bool = False,
-                      degradation: Degradation = Degradation()) -> dict[str, Any]:
-    """The detector's accuracy on the renders of `records`, clean or degraded (image i seeded i)."""
+                      degradation: Degradation = Degradation(),
+                      round_trip: Callable[[list[Image.Image]], list[Image.Image]] | None = None) -> dict[str, Any]:
+    """The detector's accuracy on the renders of `records`, clean or degraded (image i seeded i).
+
+    `round_trip` (e.g. `EchoGen.round_trip`) maps the renders first: through a model's image
+    tokenizer, the scores are the ceiling of what that model can draw."""
     images = [load_image(data_dir, r) for r in records]
     if degradation.active:
         images = [degrade(image, degradation, seed=i) for i, image in enumerate(images)]
+    if round_trip is not None:
+        images = round_trip(images)
     return score_images(images, records, detector, progress)
 
 

@@ -22,10 +22,9 @@ from tqdm import tqdm
 
 from model.metrics import box_iou
 from train.eval.fidelity import load_image
-from train.eval.metrics import accuracy_by_size, accuracy_summary, size_bucket
+from train.eval.metrics import LARGE_SIDE, SMALL_SIDE, accuracy_by_size, accuracy_summary, size_bucket
 from train.shapes.color_pairs import color_pair_objects
 
-SMALL_SIDE, LARGE_SIDE = 0.25, 0.4  # relative size cuts, share of the image side
 
 
 def expression_kind(text: str, record: dict[str, Any]) -> str:

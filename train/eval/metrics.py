@@ -45,6 +45,11 @@ def accuracy_summary(ious: Sequence[float]) -> dict[str, float]:
     return summary
 
 
+# Size cuts of Shapes World objects, sqrt(w * h) as a share of the image side (Ref-L4's 128/256-pixel
+# cuts suit its large photos, not 128 px renders): small < 0.25 <= medium <= 0.4 < large.
+SMALL_SIDE, LARGE_SIDE = 0.25, 0.4
+
+
 def size_bucket(box: Box, small_th: float, large_th: float) -> str:
     """'small', 'medium' or 'large' by sqrt(w * h), in the units of the thresholds (Ref-L4 rule)."""
     size = math.sqrt(max(0.0, box[2] - box[0]) * max(0.0, box[3] - box[1]))
@@ -152,3 +157,10 @@ def object_scores(matches: Sequence[ObjectMatch]) -> dict[str, float]:
         "shape": sum(m.shape_ok for m in matches) / n,
         "mean_iou": float(np.mean([m.iou for m in matches])),
     }
+
+
+def object_scores_by(matches: Sequence[ObjectMatch], groups: Sequence[str]) -> dict[str, dict[str, float]]:
+    """object_scores per group (matches[i] belongs to groups[i]), groups sorted by name."""
+    if len(matches) != len(groups):
+        raise ValueError(f"{len(matches)} matches but {len(groups)} groups")
+    return {g: object_scores([m for m, h in zip(matches, groups) if h == g]) for g in sorted(set(groups))}
