@@ -18,6 +18,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
+from model import generation
 from train.data import Record, load_pixels
 
 logger = logging.getLogger(__name__)
@@ -53,7 +54,7 @@ def encode_images(model, image_processor, records: list[Record], batch_size: int
                       disable=len(records) < 256):
         chunk = records[start:start + batch_size]
         pixels = load_pixels(image_processor, [r.image for r in chunk], device, dtype)  # [b, 3, S, S]
-        out.append(vq.encode(pixels).image_tokens.view(len(chunk), -1).to("cpu", torch.int32))  # [b, T]
+        out.append(generation.encode_image_tokens(model, pixels).to("cpu", torch.int32))  # [b, T]
     return torch.cat(out)
 
 

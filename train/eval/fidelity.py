@@ -60,13 +60,13 @@ def score_images(images: Sequence[Image.Image], records: Sequence[dict[str, Any]
     for image_id, (image, record) in enumerate(tqdm(list(zip(images, records)), desc="detect", disable=not progress)):
         sx, sy = image.width / record["width"], image.height / record["height"]
         detections, image_matches = detect_and_match(image, record, detector)
+        side = math.sqrt(record["width"] * record["height"])  # size buckets are shares of it
         predictions += [Prediction(image_id, d.box, d.name, d.score) for d in detections]
         matches += image_matches
         for obj in record["objects"]:
             truths.append(GroundTruth(image_id, _scaled(obj["box"], sx, sy), f"{obj['color']} {obj['shape']}"))
             visible.append(obj.get("visible", 1.0))
             shapes.append(obj["shape"])
-            side = math.sqrt(record["width"] * record["height"])
             sizes.append(size_bucket(obj["box"], SMALL_SIDE * side, LARGE_SIDE * side))
     metrics: dict[str, Any] = {"images": len(images), **coco_ap(truths, predictions), **object_scores(matches)}
     clear = [m for m, v in zip(matches, visible) if v >= UNOCCLUDED]
