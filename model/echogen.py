@@ -204,22 +204,35 @@ class EchoGen:
         """Generate, re-ground every object, score; candidates sorted by mean IoU, best first.
 
         `sampling` None: the checkpoint's defaults (`self.sampling`)."""
-        square = layout.resized(self.image_size, self.image_size)
-        total = num_images * (1 + len(layout.objects))  # generated images + grounded objects
-        gen = self.generate([square], num_images, seed, sampling,
+        return self.cycles([layout], num_images, seed, sampling, progress)[0]
+
+    def cycles(
+        self, layouts: Sequence[Layout], num_images: int = 1, seed: int = 0,
+        sampling: SamplingConfig | None = None, progress: Progress | None = None,
+    ) -> list[CycleResult]:
+        """`cycle` of several layouts in shared batches; candidate k of each is drawn with seed `seed + k`."""
+        squares = [layout.resized(self.image_size, self.image_size) for layout in layouts]
+        num_pictures = len(layouts) * num_images
+        total = num_pictures + num_images * sum(len(layout.objects) for layout in layouts)  # images + objects
+        gen = self.generate(squares, num_images, seed, sampling,
                             progress=(lambda done, _: progress(done, total)) if progress else None)
-        pictures = gen.images[0]
-        groundings = self.ground(pictures, [layout.phrases] * num_images,
-                                 progress=(lambda done, _: progress(num_images + done, total)) if progress else None)
-        sx, sy = layout.width / self.image_size, layout.height / self.image_size
-        candidates = []
-        for k, (picture, found) in enumerate(zip(pictures, groundings)):
-            in_layout = [
-                None if g.box is None else (g.box[0] * sx, g.box[1] * sy, g.box[2] * sx, g.box[3] * sy) for g in found
-            ]
-            scored = tuple(Grounding(g.phrase, b, g.valid, g.text) for g, b in zip(found, in_layout))
-            valid = [g.valid for g in found]
-            score = cycle_score(layout.boxes, in_layout, layout.width, layout.height, valid)
-            candidates.append(CycleCandidate(picture, gen.seeds[k], scored, score))
-        candidates.sort(key=lambda c: c.score.mean_iou, reverse=True)
-        return CycleResult(layout, tuple(candidates))
+        pictures = [picture for row in gen.images for picture in row]  # [layout * num_images]
+        phrases = [layout.phrases for layout in layouts for _ in range(num_images)]
+        groundings = self.ground(pictures, phrases,
+                                 progress=(lambda done, _: progress(num_pictures + done, total)) if progress else None)
+        results = []
+        for i, layout in enumerate(layouts):
+            sx, sy = layout.width / self.image_size, layout.height / self.image_size
+            candidates = []
+            for k in range(num_images):
+                found = groundings[i * num_images + k]
+                in_layout = [
+                    None if g.box is None else (g.box[0] * sx, g.box[1] * sy, g.box[2] * sx, g.box[3] * sy)
+                    for g in found
+                ]
+                scored = tuple(Grounding(g.phrase, b, g.valid, g.text) for g, b in zip(found, in_layout))
+                score = cycle_score(layout.boxes, in_layout, layout.width, layout.height, [g.valid for g in found])
+                candidates.append(CycleCandidate(gen.images[i][k], gen.seeds[k], scored, score))
+            candidates.sort(key=lambda c: c.score.mean_iou, reverse=True)
+            results.append(CycleResult(layout, tuple(candidates)))
+        return results

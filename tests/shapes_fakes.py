@@ -92,6 +92,30 @@ class OracleModel:
         return CycleResult(layout, (CycleCandidate(image, seed, found, score),))
 
 
+class PickyOracle(OracleModel):
+    """Draws candidate k of a layout skewed when k is even and exactly when k is odd; `cycles`
+    scores each by its own skewed or exact grounding, best first, as `EchoGen.cycles` does."""
+
+    def __init__(self, image_size: int = 96, skew: float = 0.4):
+        super().__init__(image_size)
+        self.bad, self.good = OracleModel(image_size, skew=skew), OracleModel(image_size)
+
+    def generate(self, layouts, num_images=1, seed=0, sampling=None):
+        self.calls.append(("generate", seed))
+        makers = [self.bad if k % 2 == 0 else self.good for k in range(num_images)]
+        return FakeGeneration([[maker._draw(layout) for maker in makers] for layout in layouts])
+
+    def cycles(self, layouts, num_images=1, seed=0, sampling=None):
+        self.calls.append(("cycles", seed))
+        makers = [self.bad if k % 2 == 0 else self.good for k in range(num_images)]
+        results = []
+        for layout in layouts:
+            candidates = [maker.cycle(layout, seed=seed + k).candidates[0] for k, maker in enumerate(makers)]
+            candidates.sort(key=lambda c: c.score.mean_iou, reverse=True)
+            results.append(CycleResult(layout, tuple(candidates)))
+        return results
+
+
 class SceneOracle:
     """Grounds in-memory scenes ((record, image) pairs) at their objects' true boxes, by phrase or by
     "<color> <shape>" name; `color_blind` answers by the shape word alone (its first object)."""

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 import train.eval.__main__ as cli
-from shapes_fakes import OracleModel, SceneOracle
+from shapes_fakes import OracleModel, PickyOracle, SceneOracle
 from train.eval.cycle import evaluate_cycle
 from train.eval.fidelity import evaluate_detector, evaluate_fidelity
 from train.eval.fresh import evaluate_fresh, fresh_scenes
@@ -58,6 +58,18 @@ def test_fidelity_of_a_perfect_generator_matches_the_detector_ceiling(data, reco
     assert skewed["AP"] < perfect["AP"] - 0.5
     assert skewed["color"] < 0.5 and skewed["presence"] < perfect["presence"]
 
+
+
+def test_fidelity_candidates_keep_the_image_the_model_regrounds_best(data, records):
+    one = evaluate_fidelity(PickyOracle(), records, batch_size=8)  # candidate 0: the skewed drawing
+    picky = PickyOracle()
+    best = evaluate_fidelity(picky, records, batch_size=8, candidates=2)
+    ceiling = evaluate_fidelity(OracleModel(), records, batch_size=8)
+    assert one["AP"] < ceiling["AP"] - 0.5
+    assert best["AP"] == pytest.approx(ceiling["AP"])
+    assert picky.calls == [("cycles", 0), ("cycles", 8)]
+    with pytest.raises(ValueError, match="candidates"):
+        evaluate_fidelity(picky, records, candidates=0)
 
 def test_grounding_of_a_perfect_grounder_is_exact(data, records):
     perfect = evaluate_grounding(OracleModel(data_dir=data, records=records), records, data, batch_size=4)
@@ -138,6 +150,10 @@ def test_json_format_and_sampling_options(data, monkeypatch, capsys):
     assert cli.main(["cycle", "--data", str(data), "--max", "1", "--format", "json", "--no-progress"]) == 0
     run = json.loads(capsys.readouterr().out)["run"]
     assert (run["cfg"], run["temperature"]) == (4.0, 0.9)
+    use_model(monkeypatch, PickyOracle())
+    assert cli.main(["fidelity", "--data", str(data), "--max", "2", "--format", "json", "--candidates", "2",
+                     "--no-progress"]) == 0
+    assert json.loads(capsys.readouterr().out)["run"]["candidates"] == 2
 
 
 class BlankRoundTrip:
@@ -161,6 +177,8 @@ def test_bad_sampling_settings_are_input_errors(data, monkeypatch, capsys):
     use_model(monkeypatch, OracleModel())
     assert cli.main(["fidelity", "--data", str(data), "--cfg", "0.5"]) == 2
     assert capsys.readouterr().err.startswith("error: cfg must be >= 1")
+    assert cli.main(["fidelity", "--data", str(data), "--candidates", "0"]) == 2
+    assert capsys.readouterr().err == "error: --candidates must be at least 1, got 0\n"
     assert cli.main(["grounding", "--data", str(data), "--batch-size", "0"]) == 2
 
 

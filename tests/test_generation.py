@@ -1,5 +1,7 @@
 """The generation loop against transformers' reference, seeds, and the training-side views."""
 
+import json
+
 import pytest
 import torch
 
@@ -136,3 +138,13 @@ def test_soft_image_is_differentiable(tiny_echogen):
     probs = torch.nn.functional.gumbel_softmax(logits, tau=1.0, hard=True)
     generation.decode_soft_image(eg.model, probs).mean().backward()
     assert logits.grad is not None and logits.grad.abs().sum() > 0
+
+
+def test_bench_reports_speed_and_round_trips_on_a_tiny_model(tiny_janus_dir, capsys):
+    from model.bench import main as bench_main
+
+    assert bench_main(["--model", str(tiny_janus_dir), "--repeats", "1", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["identical_greedy_tokens"] is True
+    for key in ("ours_ms_per_token", "speedup_batch1", "roundtrip_s", "roundtrip_greedy_s", "roundtrip_2_candidates_s"):
+        assert result[key] > 0, key

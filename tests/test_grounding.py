@@ -60,6 +60,21 @@ def test_cycle_scores_every_object_and_sorts_candidates(tiny_echogen):
             assert g.box is None or (g.box[2] <= 300 + 1e-6 and g.box[3] <= 200 + 1e-6)
 
 
+
+def test_cycles_of_several_layouts_match_one_cycle_each(tiny_echogen):
+    layouts = [parse_layout({"width": 300, "height": 200, "caption": "",
+                             "objects": [{"phrase": "red circle", "box": [10, 10, 100, 100]},
+                                         {"phrase": "blue square", "box": [150, 50, 290, 190]}]}),
+               parse_layout({"width": 64, "height": 64, "caption": "a scene",
+                             "objects": [{"phrase": "green star", "box": [4, 8, 40, 60]}]})]
+    batched = tiny_echogen.cycles(layouts, num_images=2, seed=3)
+    for layout, together in zip(layouts, batched):
+        alone = tiny_echogen.cycle(layout, num_images=2, seed=3)
+        assert together.layout == layout
+        assert [c.seed for c in together.candidates] == [c.seed for c in alone.candidates]
+        assert [c.to_dict() for c in together.candidates] == [c.to_dict() for c in alone.candidates]
+        assert [c.image.tobytes() for c in together.candidates] == [c.image.tobytes() for c in alone.candidates]
+
 def test_sanitize_handles_exif_alpha_16bit_and_animation(tmp_path):
     rgba = Image.new("RGBA", (4, 4), (255, 0, 0, 0))
     assert sanitize_image(rgba).getpixel((0, 0)) == (255, 255, 255)  # transparent -> white

@@ -1,7 +1,7 @@
 """Evaluation CLI: `python -m train.eval {detector,fidelity,grounding,cycle,fresh,reward,refl4} ...`.
 
     python -m train.eval detector  --data DIR [--split test] [--max N] [--blur R --noise S --jpeg Q] [--round-trip MODEL]
-    python -m train.eval fidelity  --data DIR [--model DIR] [--adapter DIR] [--split test] [--max N] [--out FILE]
+    python -m train.eval fidelity  --data DIR [--model DIR] [--adapter DIR] [--split test] [--max N] [--candidates N] [--out FILE]
     python -m train.eval grounding --data DIR [--model DIR] [--adapter DIR] ...
     python -m train.eval cycle     --data DIR [--model DIR] [--adapter DIR] ...
     python -m train.eval fresh     [--model DIR] [--adapter DIR] [--scenes 12] [--pair-scenes 60] [--scene-seed S]
@@ -86,6 +86,10 @@ def build_parser() -> argparse.ArgumentParser:
         _data_args(command)
         _model_args(command)
         _output_args(command, "table")
+        if name == "fidelity":
+            command.add_argument("--candidates", type=int, default=1,
+                                 help="images per layout; keep the one the model re-grounds best (the app's "
+                                      "ranking), 1 = score the single drawing (default)")
     fresh = commands.add_parser("fresh", help="grounding on freshly rendered scenes (no data dir)")
     _model_args(fresh)
     _output_args(fresh, "table")
@@ -155,7 +159,7 @@ def run_fidelity(args: argparse.Namespace, records: list[dict], model: Any) -> d
     from train.eval.fidelity import evaluate_fidelity
 
     return evaluate_fidelity(model, records, seed=args.seed, sampling=args.sampling,
-                             batch_size=args.batch_size, progress=not args.no_progress)
+                             batch_size=args.batch_size, candidates=args.candidates, progress=not args.no_progress)
 
 
 def run_grounding(args: argparse.Namespace, records: list[dict], model: Any) -> dict[str, Any]:
@@ -231,6 +235,8 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 if args.batch_size < 1:
                     raise ValueError(f"--batch-size must be at least 1, got {args.batch_size}")
+                if getattr(args, "candidates", 1) < 1:
+                    raise ValueError(f"--candidates must be at least 1, got {args.candidates}")
                 args.sampling = _sampling(args)
         except (RecordError, ValueError) as err:
             return _fail(str(err))
@@ -254,6 +260,8 @@ def main(argv: list[str] | None = None) -> int:
             run = {"command": args.command, "data": str(args.data), "split": args.split, "records": len(records)}
             if args.command == "reward":
                 run["group_size"] = args.group_size
+            if args.command == "fidelity":
+                run["candidates"] = args.candidates
         if args.command == "detector" and args.degradation.active:
             run["degradation"] = {"blur": args.blur, "noise": args.noise, "jpeg": args.jpeg}
         if args.command == "detector" and model is not None:

@@ -104,19 +104,28 @@ def evaluate_detector(data_dir: str | Path, records: Sequence[dict[str, Any]],
 
 
 def evaluate_fidelity(model: Any, records: Sequence[dict[str, Any]], *, seed: int = 0, sampling: Any = None,
-                      batch_size: int = 8, detector: DetectorConfig = DetectorConfig(),
+                      batch_size: int = 8, candidates: int = 1, detector: DetectorConfig = DetectorConfig(),
                       progress: bool = False) -> dict[str, Any]:
     """Generate one image per record's layout with `model` (EchoGen API) and score it.
 
     Batch b is generated with seed `seed + b * batch_size`, so results do not depend on how
-    many batches ran before."""
+    many batches ran before. `candidates` N > 1 draws N images per layout (seeds `s .. s+N-1`,
+    the first being the one image drawn with N = 1) and keeps the one whose objects the model
+    itself re-grounds best (`EchoGen.cycles`, the app's ranking): the detector never picks."""
+    if candidates < 1:
+        raise ValueError(f"candidates must be at least 1, got {candidates}")
     layouts = [parse_layout(r) for r in records]
     images: list[Image.Image] = []
+    kwargs = {} if sampling is None else {"sampling": sampling}
     starts = range(0, len(layouts), batch_size)
     for start in tqdm(starts, desc="generate", disable=not progress):
-        kwargs = {} if sampling is None else {"sampling": sampling}
-        result = model.generate(layouts[start:start + batch_size], num_images=1, seed=seed + start, **kwargs)
-        images += [candidates[0].convert("RGB") for candidates in result.images]
+        batch = layouts[start:start + batch_size]
+        if candidates == 1:
+            drawn = [pictures[0] for pictures in model.generate(batch, num_images=1, seed=seed + start, **kwargs).images]
+        else:
+            results = model.cycles(batch, num_images=candidates, seed=seed + start, **kwargs)
+            drawn = [result.candidates[0].image for result in results]
+        images += [picture.convert("RGB") for picture in drawn]
     metrics = score_images(images, records, detector, progress)
     metrics["image_size"] = getattr(model, "image_size", None)
     return metrics
