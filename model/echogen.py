@@ -222,17 +222,17 @@ class EchoGen:
                                  progress=(lambda done, _: progress(num_pictures + done, total)) if progress else None)
         results = []
         for i, layout in enumerate(layouts):
-            sx, sy = layout.width / self.image_size, layout.height / self.image_size
-            candidates = []
-            for k in range(num_images):
-                found = groundings[i * num_images + k]
-                in_layout = [
-                    None if g.box is None else (g.box[0] * sx, g.box[1] * sy, g.box[2] * sx, g.box[3] * sy)
-                    for g in found
-                ]
-                scored = tuple(Grounding(g.phrase, b, g.valid, g.text) for g, b in zip(found, in_layout))
-                score = cycle_score(layout.boxes, in_layout, layout.width, layout.height, [g.valid for g in found])
-                candidates.append(CycleCandidate(gen.images[i][k], gen.seeds[k], scored, score))
+            candidates = [self._scored(layout, gen.images[i][k], gen.seeds[k], groundings[i * num_images + k])
+                          for k in range(num_images)]
             candidates.sort(key=lambda c: c.score.mean_iou, reverse=True)
             results.append(CycleResult(layout, tuple(candidates)))
         return results
+
+    def _scored(self, layout: Layout, picture: Image.Image, seed: int, found: list[Grounding]) -> CycleCandidate:
+        """One drawing's groundings (model-size pixels) mapped to the layout's frame and scored against it."""
+        sx, sy = layout.width / self.image_size, layout.height / self.image_size
+        in_layout = [None if g.box is None else (g.box[0] * sx, g.box[1] * sy, g.box[2] * sx, g.box[3] * sy)
+                     for g in found]
+        scored = tuple(Grounding(g.phrase, b, g.valid, g.text) for g, b in zip(found, in_layout))
+        score = cycle_score(layout.boxes, in_layout, layout.width, layout.height, [g.valid for g in found])
+        return CycleCandidate(picture, seed, scored, score)
