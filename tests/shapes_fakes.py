@@ -100,14 +100,17 @@ class PickyOracle(OracleModel):
         super().__init__(image_size)
         self.bad, self.good = OracleModel(image_size, skew=skew), OracleModel(image_size)
 
+    def _makers(self, num_images: int) -> list[OracleModel]:
+        return [self.bad if k % 2 == 0 else self.good for k in range(num_images)]
+
     def generate(self, layouts, num_images=1, seed=0, sampling=None):
         self.calls.append(("generate", seed))
-        makers = [self.bad if k % 2 == 0 else self.good for k in range(num_images)]
+        makers = self._makers(num_images)
         return FakeGeneration([[maker._draw(layout) for maker in makers] for layout in layouts])
 
     def cycles(self, layouts, num_images=1, seed=0, sampling=None):
         self.calls.append(("cycles", seed))
-        makers = [self.bad if k % 2 == 0 else self.good for k in range(num_images)]
+        makers = self._makers(num_images)
         results = []
         for layout in layouts:
             candidates = [maker.cycle(layout, seed=seed + k).candidates[0] for k, maker in enumerate(makers)]

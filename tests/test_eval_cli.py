@@ -59,7 +59,6 @@ def test_fidelity_of_a_perfect_generator_matches_the_detector_ceiling(data, reco
     assert skewed["color"] < 0.5 and skewed["presence"] < perfect["presence"]
 
 
-
 def test_fidelity_candidates_keep_the_image_the_model_regrounds_best(data, records):
     one = evaluate_fidelity(PickyOracle(), records, batch_size=8)  # candidate 0: the skewed drawing
     picky = PickyOracle()
@@ -70,6 +69,7 @@ def test_fidelity_candidates_keep_the_image_the_model_regrounds_best(data, recor
     assert picky.calls == [("cycles", 0), ("cycles", 8)]
     with pytest.raises(ValueError, match="candidates"):
         evaluate_fidelity(picky, records, candidates=0)
+
 
 def test_grounding_of_a_perfect_grounder_is_exact(data, records):
     perfect = evaluate_grounding(OracleModel(data_dir=data, records=records), records, data, batch_size=4)

@@ -60,7 +60,6 @@ def test_cycle_scores_every_object_and_sorts_candidates(tiny_echogen):
             assert g.box is None or (g.box[2] <= 300 + 1e-6 and g.box[3] <= 200 + 1e-6)
 
 
-
 def test_cycles_of_several_layouts_match_one_cycle_each(tiny_echogen):
     layouts = [parse_layout({"width": 300, "height": 200, "caption": "",
                              "objects": [{"phrase": "red circle", "box": [10, 10, 100, 100]},
@@ -74,6 +73,7 @@ def test_cycles_of_several_layouts_match_one_cycle_each(tiny_echogen):
         assert [c.seed for c in together.candidates] == [c.seed for c in alone.candidates]
         assert [c.to_dict() for c in together.candidates] == [c.to_dict() for c in alone.candidates]
         assert [c.image.tobytes() for c in together.candidates] == [c.image.tobytes() for c in alone.candidates]
+
 
 def test_sanitize_handles_exif_alpha_16bit_and_animation(tmp_path):
     rgba = Image.new("RGBA", (4, 4), (255, 0, 0, 0))
