@@ -2,9 +2,11 @@
 
 Measured side by side in one process, runs interleaved (ours, reference, ours, ...) and
 medians taken, so machine noise hits both alike. Both decode greedily with CFG from the same
-prompt; the tokens must be identical. Also times the round trip a user waits for: generate
-one image and ground all its objects (and the app's default, two candidates ranked by that
-cycle check).
+prompt. Ours runs as the CLI and the app run it: on a CPU, its decode steps multiply by weights
+packed in float16 (`model.matmul`); the same loop on exact float32 weights must give the
+reference's tokens. Also times the round trip a user waits for: generate one image and ground
+all its objects (and the app's default, two candidates ranked by that cycle check), and the
+same with float32 weights.
 
 Runs on the built-in model when present, else on a random small model.
 """
@@ -17,7 +19,9 @@ import statistics
 import sys
 import tempfile
 import time
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
+from typing import Callable, ContextManager
 
 import torch
 
@@ -68,6 +72,26 @@ def reference_tokens(eg, prompts: list[str], cfg: float) -> torch.Tensor:
     return eg.model.generate(**enc, generation_mode="image", do_sample=False, guidance_scale=cfg)
 
 
+@contextmanager
+def exact_weights(eg):
+    """`eg` decoding on its float32 weights for a while (no float16 packing)."""
+    half, eg.half_weights = eg.half_weights, False
+    try:
+        yield eg
+    finally:
+        eg.half_weights = half
+
+
+@contextmanager
+def greedy_grounding(eg):
+    """`eg` grounding with greedy answers (1 beam) for a while."""
+    beams, eg.grounding_beams = eg.grounding_beams, 1
+    try:
+        yield eg
+    finally:
+        eg.grounding_beams = beams
+
+
 def bench_generation(eg, batch: int, repeats: int, cfg: float) -> dict:
     prompt = l2i_prompt(parse_layout(BENCH_LAYOUT).resized(eg.image_size, eg.image_size), eg.tokenizer.boi_token)
     prompts = [prompt] * batch
@@ -79,22 +103,32 @@ def bench_generation(eg, batch: int, repeats: int, cfg: float) -> dict:
         ours_t.append(t_ours)
         ref_t.append(t_ref)
         same &= bool(torch.equal(ours.cpu(), ref.cpu()))
+    with exact_weights(eg):
+        exact = bool(torch.equal(eg.generate_tokens(prompts, greedy, None).cpu(), ref.cpu()))
     ours_s, ref_s = statistics.median(ours_t[1:]), statistics.median(ref_t[1:])
     steps = eg.num_image_tokens
     return {
         "batch": batch, "ours_ms_per_token": 1000 * ours_s / steps, "reference_ms_per_token": 1000 * ref_s / steps,
         "ours_images_per_s": batch / ours_s, "reference_images_per_s": batch / ref_s,
-        "speedup": ref_s / ours_s, "identical_greedy_tokens": same,
+        "speedup": ref_s / ours_s, "identical_greedy_tokens": exact, "default_weights_same_tokens": same,
     }
 
 
 def bench_roundtrip(eg, repeats: int, num_images: int = 1) -> float:
+    return bench_roundtrips(eg, repeats, {"default": nullcontext}, num_images)["default"]
+
+
+def bench_roundtrips(eg, repeats: int, variants: dict[str, Callable[[], ContextManager]],
+                     num_images: int = 1) -> dict[str, float]:
+    """Median round trip under each variant (a context that changes `eg` for the time of one
+    round trip), the variants' runs interleaved so that machine noise hits them alike."""
     layout = parse_layout(BENCH_LAYOUT)
-    times = []
-    for i in range(repeats + 1):
-        t, _ = _timed(lambda: eg.cycle(layout, num_images=num_images, seed=i))
-        times.append(t)
-    return statistics.median(times[1:])
+    times: dict[str, list[float]] = {name: [] for name in variants}
+    for i in range(repeats + 1):  # the first round warms up
+        for name, variant in variants.items():
+            with variant():
+                times[name].append(_timed(lambda: eg.cycle(layout, num_images=num_images, seed=i))[0])
+    return {name: statistics.median(t[1:]) for name, t in times.items()}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -121,17 +155,19 @@ def main(argv: list[str] | None = None) -> int:
         "ours_ms_per_token": b1["ours_ms_per_token"], "reference_ms_per_token": b1["reference_ms_per_token"],
         "speedup_batch1": b1["speedup"], "speedup_batch4": b4["speedup"],
         "identical_greedy_tokens": b1["identical_greedy_tokens"] and b4["identical_greedy_tokens"],
-        "batch1": b1, "batch4": b4, "grounding_beams": eg.grounding_beams,
-        "roundtrip_s": bench_roundtrip(eg, args.repeats),
+        "batch1": b1, "batch4": b4, "grounding_beams": eg.grounding_beams, "half_weights": eg.half_weights,
     }
-    default_beams, eg.grounding_beams = eg.grounding_beams, 1
-    result["roundtrip_greedy_s"] = bench_roundtrip(eg, args.repeats)  # side by side: what the beams cost
-    eg.grounding_beams = default_beams
+    # side by side: what the grounding beams cost and what the float16 weights save
+    variants = {"roundtrip_s": nullcontext, "roundtrip_greedy_s": lambda: greedy_grounding(eg),
+                "roundtrip_float32_weights_s": lambda: exact_weights(eg)}
+    result.update(bench_roundtrips(eg, args.repeats, variants))
     result["roundtrip_2_candidates_s"] = bench_roundtrip(eg, args.repeats, num_images=2)  # the app's default
     if args.json:
         print(json.dumps(result))
     else:
-        print(f"model: {which} ({result['image_tokens']} image tokens, cfg {args.cfg}, {result['threads']} threads)")
+        weights = "float16-packed weights" if eg.half_weights else "float32 weights"
+        print(f"model: {which} ({result['image_tokens']} image tokens, cfg {args.cfg}, {result['threads']} threads, "
+              f"ours on {weights}; same tokens: ours on float32 weights against the reference)")
         print("| batch | ours ms/token | reference ms/token | ours images/s | reference images/s | speedup | same tokens |")
         print("|---|---|---|---|---|---|---|")
         for b in (b1, b4):
@@ -140,7 +176,11 @@ def main(argv: list[str] | None = None) -> int:
                   f"{b['identical_greedy_tokens']} |")
         print(f"round trip (generate 1 image + ground {len(BENCH_LAYOUT['objects'])} objects): "
               f"{result['roundtrip_s']:.3f} s median with {result['grounding_beams']} grounding beams, "
-              f"{result['roundtrip_greedy_s']:.3f} s greedy")
+              f"{result['roundtrip_greedy_s']:.3f} s greedy, "
+              f"{result['roundtrip_float32_weights_s']:.3f} s on float32 weights")
+        if eg.half_weights:
+            same = b1["default_weights_same_tokens"] and b4["default_weights_same_tokens"]
+            print(f"greedy tokens on float16-packed weights the same as the reference's: {same}")
         print(f"round trip with 2 candidates (the app's default; both drawn in one batch, the better re-grounded "
               f"one shown first): {result['roundtrip_2_candidates_s']:.3f} s median")
     return 0 if result["identical_greedy_tokens"] else 1

@@ -18,6 +18,7 @@ from model.box_grammar import BoxGrammar
 from model.layout import Layout, clean_phrase
 from model.layout_text import letterbox_denormalize, parse_box
 from model.loading import ModelLoadError, load_janus, unwrap_peft
+from model.matmul import half_matmul_usable
 from model.metrics import cycle_score
 from model.prompts import grounding_prompt, image_block, l2i_prompt
 from model.results import GROUNDING_BEAMS, CycleCandidate, CycleResult, Grounding, SamplingConfig
@@ -44,7 +45,7 @@ def to_pil(pixels: torch.Tensor) -> list[Image.Image]:
 
 class EchoGen:
     def __init__(self, model, processor, max_batch: int = 16, constrain_boxes: bool = True,
-                 grounding_beams: int = GROUNDING_BEAMS):
+                 grounding_beams: int = GROUNDING_BEAMS, half_weights: bool | None = None):
         self.model = unwrap_peft(model)  # a PeftModel's adapter stays active in place
         self.processor = processor
         self.tokenizer = processor.tokenizer
@@ -60,15 +61,23 @@ class EchoGen:
             self.sampling = SamplingConfig.from_generation_config(getattr(model, "generation_config", None))
         except ValueError as err:
             raise ModelLoadError(str(err)) from None
+        # decode steps on weights packed in float16 (model.matmul): None picks them wherever usable
+        # (float32 on an x86 CPU); False keeps the exact float32 matmuls of transformers' own loop
+        usable = half_matmul_usable(self.device, self.dtype)
+        if half_weights and not usable:
+            raise ValueError("half_weights needs a float32 model on a CPU whose torch has fbgemm (x86)")
+        self.half_weights = usable if half_weights is None else half_weights
         vq = model.config.vq_config
         self.num_image_tokens = vq.num_patches ** 2
         self.image_size = vq.num_patches * 2 ** (len(vq.channel_multiplier) - 1)
 
     @classmethod
     def load(cls, path=None, adapter=None, device: str | None = "cpu", dtype=None,
-             constrain_boxes: bool = True, grounding_beams: int = GROUNDING_BEAMS) -> EchoGen:
+             constrain_boxes: bool = True, grounding_beams: int = GROUNDING_BEAMS,
+             half_weights: bool | None = None) -> EchoGen:
         model, processor = load_janus(path, adapter=adapter, device=device, dtype=dtype)
-        return cls(model, processor, constrain_boxes=constrain_boxes, grounding_beams=grounding_beams)
+        return cls(model, processor, constrain_boxes=constrain_boxes, grounding_beams=grounding_beams,
+                   half_weights=half_weights)
 
     @property
     def device(self) -> torch.device:
@@ -121,8 +130,9 @@ class EchoGen:
         request = generation.DecodeRequest(
             inputs_embeds=inputs.embed_prompts(self.model, batch.input_ids),
             attention_mask=batch.attention_mask, num_tokens=self.num_image_tokens,
-            head=generation.image_head(self.model), embed=generation.image_embed(self.model), cfg=sampling.cfg,
-            row_index=row_index if len(unique) < len(prompts) else None,
+            head=generation.image_head(self.model, self.half_weights), embed=generation.image_embed(self.model),
+            cfg=sampling.cfg, row_index=row_index if len(unique) < len(prompts) else None,
+            half_weights=self.half_weights,
         )
         return generation.decode(self.model, request, sampling, generators)
 
@@ -183,6 +193,7 @@ class EchoGen:
             num_tokens=MAX_GROUNDING_TOKENS, head=generation.text_head(self.model),
             embed=generation.text_embed(self.model), stop_token=self.special.box_close,
             fill_token=self.special.pad, constrain=self.box_grammar, beams=self.grounding_beams,
+            half_weights=self.half_weights,
         )
         shared = inputs.split_shared_start(batch, self.special.eoi, self.special.pad)
         if shared is None:

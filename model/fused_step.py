@@ -8,10 +8,11 @@ gated MLP); `FusedLayers.build` returns None for any layer that is not plain Lla
 another activation, LoRA or quantized wrappers left unmerged), and callers then use the
 layers' own forward.
 
-The fused weights are copies, so `FusedLayers.for_lm` keeps one set per language model and
-rebuilds it when any weight changed in place (training steps bump the tensors' versions). It
-only fuses models up to `MAX_FUSED_PARAMS` layer weights: for big models a step is matmul-bound,
-fusion gains little, and a second copy of the weights would cost real memory.
+The fused weights are copies, float32 or packed in float16 (`model.matmul`), so
+`FusedLayers.for_lm` keeps one set per language model and precision and rebuilds it when any
+weight changed in place (training steps bump the tensors' versions). It only fuses models up to
+`MAX_FUSED_PARAMS` layer weights: for big models a step is matmul-bound, fusion gains little,
+and a second copy of the weights would cost real memory.
 """
 
 from __future__ import annotations
@@ -22,17 +23,19 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from model.matmul import Matmul
+
 MAX_FUSED_PARAMS = 50_000_000
 
 
 @dataclass
 class _LayerWeights:
     input_norm: torch.Tensor  # [D]
-    qkv: torch.Tensor  # [D, (H + 2 Hkv) d]
-    o: torch.Tensor  # [H d, D]
+    qkv: Matmul  # [D] -> [(H + 2 Hkv) d]
+    o: Matmul  # [H d] -> [D]
     post_norm: torch.Tensor  # [D]
-    gate_up: torch.Tensor  # [D, 2 I]
-    down: torch.Tensor  # [I, D]
+    gate_up: Matmul  # [D] -> [2 I]
+    down: Matmul  # [I] -> [D]
 
 
 def _plain_linear(module) -> bool:
@@ -48,13 +51,6 @@ def cached_derivative(owner: nn.Module, attribute: str, params: list[torch.Tenso
         cached = (key, build())
         object.__setattr__(owner, attribute, cached)  # a plain attribute, not a submodule
     return cached[1]
-
-
-def input_major(*weights: torch.Tensor) -> torch.Tensor:
-    """Linear weights [out_i, in] -> one [in, sum out_i] matrix, contiguous: `x @ w` is then a
-    plain GEMM that streams the weight row by row (faster than `F.linear`'s transposed read
-    for the few rows of a decode step)."""
-    return torch.cat(weights).t().contiguous().detach()
 
 
 def signed_sin(sin: torch.Tensor) -> torch.Tensor:
@@ -76,15 +72,18 @@ class FusedLayers:
         self.eps, self.scale = eps, scale
 
     @classmethod
-    def for_lm(cls, lm) -> "FusedLayers | None":
-        """The cached fused layers of `lm`, rebuilt after its weights changed; None when not fusable."""
+    def for_lm(cls, lm, half: bool = False) -> "FusedLayers | None":
+        """The cached fused layers of `lm`, rebuilt after its weights changed; None when not fusable.
+
+        half: weights packed in float16 (`model.matmul`; the caller checks `half_matmul_usable`)."""
         params = list(lm.layers.parameters()) if hasattr(lm, "layers") else []
         if not params or sum(p.numel() for p in params) > MAX_FUSED_PARAMS:
             return None
-        return cached_derivative(lm, "_echogen_fused_layers", params, lambda: cls.build(lm))
+        attribute = "_echogen_fused_layers_half" if half else "_echogen_fused_layers"
+        return cached_derivative(lm, attribute, params, lambda: cls.build(lm, half))
 
     @classmethod
-    def build(cls, lm) -> "FusedLayers | None":
+    def build(cls, lm, half: bool = False) -> "FusedLayers | None":
         """Fused weights of `lm.layers` (copies: a few MB for small models), or None when not plain Llama."""
         if getattr(lm.config, "hidden_act", None) != "silu" or not len(lm.layers):
             return None
@@ -97,8 +96,8 @@ class FusedLayers:
                 return None
             q, k, v, o, gate, up, down = (p.weight for p in projections)
             weights.append(_LayerWeights(
-                layer.input_layernorm.weight.detach(), input_major(q, k, v), input_major(o),
-                layer.post_attention_layernorm.weight.detach(), input_major(gate, up), input_major(down),
+                layer.input_layernorm.weight.detach(), Matmul(q, k, v, half=half), Matmul(o, half=half),
+                layer.post_attention_layernorm.weight.detach(), Matmul(gate, up, half=half), Matmul(down, half=half),
             ))
         first = lm.layers[0].self_attn
         heads = first.q_proj.out_features // first.head_dim
@@ -117,15 +116,15 @@ class FusedLayers:
         q_size, kv_size = self.heads * d, self.kv_heads * d
         for index, w in enumerate(self.layers):
             normed = F.rms_norm(hidden, (dim,), w.input_norm, self.eps)
-            qk, v = (normed @ w.qkv).split((q_size + kv_size, kv_size), dim=-1)
+            qk, v = w.qkv(normed).split((q_size + kv_size, kv_size), dim=-1)
             qk = _rotate(qk.view(rows, 1, self.heads + self.kv_heads, d).transpose(1, 2), cos, sin)  # [R, H+Hkv, 1, d]
             q, k = qk.split((self.heads, self.kv_heads), dim=1)  # [R, H, 1, d], [R, Hkv, 1, d]
             v = v.view(rows, 1, self.kv_heads, d).transpose(1, 2)
             k, v = cache.layers[index].update(k, v)  # [R, Hkv, kv, d]
             attended = F.scaled_dot_product_attention(
                 q, k, v, attn_mask=mask, scale=self.scale, enable_gqa=self.kv_heads != self.heads)
-            hidden = hidden + attended.transpose(1, 2).reshape(rows, 1, q_size) @ w.o
+            hidden = hidden + w.o(attended.transpose(1, 2).reshape(rows, 1, q_size))
             normed = F.rms_norm(hidden, (dim,), w.post_norm, self.eps)
-            gate, up = (normed @ w.gate_up).chunk(2, dim=-1)
-            hidden = hidden + (F.silu(gate) * up) @ w.down
+            gate, up = w.gate_up(normed).chunk(2, dim=-1)
+            hidden = hidden + w.down(F.silu(gate) * up)
         return hidden

@@ -25,6 +25,7 @@ from model.fused_step import FusedLayers, signed_sin
 from model.image_step import ImageEmbeddingTable, ImageHead
 from model.inputs import position_ids
 from model.kv_cache import preallocated_cache, reorder_hypotheses
+from model.matmul import half_matmul_usable
 from model.results import SamplingConfig
 
 Head = Callable[[torch.Tensor], torch.Tensor]  # hidden [B, D] -> logits [B, V]
@@ -50,6 +51,10 @@ class DecodeRequest:
     # row start_index[r].
     start_embeds: torch.Tensor | None = None  # [N, P, D], no padding
     start_index: torch.Tensor | None = None  # [R]
+    # Decode steps of a plain small Llama multiply by weights packed in float16 (model.matmul;
+    # float32 CPU models with fbgemm only, else ignored). The head is the caller's choice:
+    # `image_head(model, half=True)`.
+    half_weights: bool = False
 
 
 def filter_logits(logits: torch.Tensor, top_k: int | None, top_p: float | None) -> torch.Tensor:
@@ -124,7 +129,8 @@ def decode(
     if row_index is not None:
         cache.batch_select_indices(row_index)
         hidden, positions, mask = hidden[row_index], positions[row_index], mask[row_index]
-    step = _DecodeStep(lm, positions[:, -1:] + 1, request.num_tokens, mask if use_mask else None, cache)
+    half = request.half_weights and half_matmul_usable(hidden.device, hidden.dtype)
+    step = _DecodeStep(lm, positions[:, -1:] + 1, request.num_tokens, mask if use_mask else None, cache, half)
     rows = hidden.shape[0] // 2 if request.cfg > 1 else hidden.shape[0]
     tokens = torch.full((rows, request.num_tokens), request.fill_token, dtype=torch.long, device=hidden.device)
     finished = torch.zeros(rows, dtype=torch.bool, device=hidden.device)
@@ -193,14 +199,15 @@ class _DecodeStep:
     `LlamaModel.forward` (mask building, rotary, output capture) is hoisted out of the loop.
     Falls back to the plain forward for language models of another shape."""
 
-    def __init__(self, lm, first_position: torch.Tensor, num_tokens: int, mask: torch.Tensor | None, cache):
+    def __init__(self, lm, first_position: torch.Tensor, num_tokens: int, mask: torch.Tensor | None, cache,
+                 half: bool = False):
         self.lm, self.cache, self.mask = lm, cache, mask
         self.positions = first_position + torch.arange(num_tokens, device=first_position.device)  # [R, T]
         self.fast = all(hasattr(lm, name) for name in ("layers", "norm", "rotary_emb"))
         if self.fast:
             dummy = torch.empty(0, dtype=next(lm.parameters()).dtype, device=first_position.device)
             self.cos, self.sin = lm.rotary_emb(dummy, position_ids=self.positions)  # [R, T, d] each
-        self.fused = FusedLayers.for_lm(lm) if self.fast else None
+        self.fused = FusedLayers.for_lm(lm, half) if self.fast else None
         if self.fused is not None:
             self.sin_signed = signed_sin(self.sin)  # [R, T, d], once for all steps
 
@@ -224,8 +231,9 @@ class _DecodeStep:
         return self.lm.norm(hidden)[:, -1]
 
 
-def image_head(model) -> Head:
-    return ImageHead.for_model(model)
+def image_head(model, half: bool = False) -> Head:
+    """Janus' generation head; half: on float16-packed weights where usable (`model.matmul`)."""
+    return ImageHead.for_model(model, half and half_matmul_usable(model.device, model.dtype))
 
 
 def image_embed(model) -> Embed:

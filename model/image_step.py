@@ -4,8 +4,8 @@ Per generated image token the loop maps the LM's hidden state to codebook logits
 `generation_head`: linear, GELU, linear) and the chosen token back to an LM input embedding
 (`generation_embeddings` then `generation_aligner`: linear, GELU, linear). The embedding of a
 token depends on nothing else, so all of them are computed once into a [V, D] table and a
-step looks its tokens up; the head runs on weights stored input-major (see
-`fused_step.input_major`). Both are cached on the model and rebuilt when its weights change.
+step looks its tokens up; the head runs on weights stored input-major or packed in float16
+(`model.matmul`). Both are cached on the model and rebuilt when its weights change.
 Models whose modules are not the plain Janus ones (LoRA-wrapped, quantized) keep their own.
 """
 
@@ -14,7 +14,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from model.fused_step import cached_derivative, input_major
+from model.fused_step import cached_derivative
+from model.matmul import Matmul
 
 MAX_COPIED_ELEMENTS = 8_000_000  # bigger heads and tables (Janus-Pro: 16384 x 2048) stay as they are
 
@@ -26,23 +27,26 @@ def _plain_linear_with_bias(module) -> bool:
 class ImageHead:
     """hidden [R, D] -> codebook logits [R, V], as `generation_head` computes them."""
 
-    def __init__(self, head):
-        self.w1, self.b1 = input_major(head.proj_out.weight), head.proj_out.bias.detach()
-        self.w2, self.b2 = input_major(head.vision_head.weight), head.vision_head.bias.detach()
+    def __init__(self, head, half: bool = False):
+        self.proj_out = Matmul(head.proj_out.weight, bias=head.proj_out.bias, half=half)
+        self.vision_head = Matmul(head.vision_head.weight, bias=head.vision_head.bias, half=half)
         self.activation = head.activation_fn
 
     @classmethod
-    def for_model(cls, model):
+    def for_model(cls, model, half: bool = False):
+        """The cached head (half: weights packed in float16, `model.matmul`), or the model's own
+        module when it is not the plain one."""
         head = model.model.generation_head
         parts = (getattr(head, "proj_out", None), getattr(head, "vision_head", None))
         if not all(_plain_linear_with_bias(p) for p in parts) or sum(
                 p.numel() for p in head.parameters()) > MAX_COPIED_ELEMENTS:
             return head
-        return cached_derivative(head, "_echogen_fast_head", list(head.parameters()), lambda: cls(head))
+        attribute = "_echogen_fast_head_half" if half else "_echogen_fast_head"
+        return cached_derivative(head, attribute, list(head.parameters()), lambda: cls(head, half))
 
     @torch.no_grad()
     def __call__(self, hidden: torch.Tensor) -> torch.Tensor:
-        return torch.addmm(self.b2, self.activation(torch.addmm(self.b1, hidden, self.w1)), self.w2)
+        return self.vision_head(self.activation(self.proj_out(hidden)))
 
 
 class ImageEmbeddingTable:

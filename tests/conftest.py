@@ -21,17 +21,19 @@ def tiny_janus_dir(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def tiny_echogen(tiny_janus_dir):
+    """The tiny model on the exact float32 decode path (tests compare it with transformers' own)."""
     from model.echogen import EchoGen
 
-    return EchoGen.load(tiny_janus_dir)
+    return EchoGen.load(tiny_janus_dir, half_weights=False)
 
 
 @pytest.fixture(scope="session")
 def spread_echogen(tiny_janus_dir):
-    """The tiny model with spread-out weights, so greedy image tokens vary step to step."""
+    """The tiny model with spread-out weights, so greedy image tokens vary step to step (exact
+    float32 decode path, as `tiny_echogen`)."""
     from model.echogen import EchoGen
     from model.tiny import spread_weights
 
-    eg = EchoGen.load(tiny_janus_dir)
+    eg = EchoGen.load(tiny_janus_dir, half_weights=False)
     spread_weights(eg.model)
     return eg

@@ -40,6 +40,7 @@ class OracleModel:
     their size and, when > 0, recolors every generated object blue."""
 
     sampling = SamplingConfig(cfg=4.0, temperature=0.9)  # its own defaults, not Janus-Pro's
+    half_weights = False
 
     def __init__(self, image_size: int = 96, data_dir: str | Path | None = None, records=(), skew: float = 0.0):
         self.image_size = image_size
@@ -124,6 +125,7 @@ class SceneOracle:
     "<color> <shape>" name; `color_blind` answers by the shape word alone (its first object)."""
 
     sampling = SamplingConfig()
+    half_weights = False
 
     def __init__(self, scenes, color_blind: bool = False, image_size: int = 128):
         self.image_size = image_size

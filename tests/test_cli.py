@@ -38,7 +38,7 @@ def test_cycle_generate_and_ground_end_to_end(tmp_path, tiny_janus_dir, layout_f
     assert image_path.is_file()
 
     gen = run_cli("generate", "--layout", layout_file, "--out", out / "gen", "--seed", 3, "--model", tiny_janus_dir,
-                  "--cfg", 2, "--temperature", 0.7, "--top-k", 10)
+                  "--cfg", 2, "--temperature", 0.7, "--top-k", 10, "--fp32-weights")
     assert gen.returncode == 0, gen.stderr
     assert json.loads(gen.stdout)["images"][0]["seed"] == 3
 
@@ -103,6 +103,15 @@ def assert_one_line_error(name, code, stdout, stderr):
     lines = [line for line in stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: "), f"{name}: {lines}"
     assert stdout == ""
+
+
+def test_fp32_weights_flag_picks_the_exact_decode_loop(tiny_janus_dir):
+    from model.cli import _load_model, build_parser
+    from model.matmul import half_matmul_available
+
+    command = ["generate", "--layout", "layout.json", "--out", "out", "--model", str(tiny_janus_dir)]
+    assert _load_model(build_parser().parse_args(command)).half_weights is half_matmul_available()
+    assert _load_model(build_parser().parse_args([*command, "--fp32-weights"])).half_weights is False
 
 
 def test_bad_input_gives_one_line_and_exit_code_2(tmp_path, tiny_janus_dir, layout_file, capsys):

@@ -1,12 +1,16 @@
 """The fused decode step against the Llama layers' own forward."""
 
+import pytest
 import torch
 
 from model.fused_step import FusedLayers, signed_sin
 from model.kv_cache import preallocated_cache
+from model.matmul import half_matmul_available
+
+needs_fbgemm = pytest.mark.skipif(not half_matmul_available(), reason="this torch build has no fbgemm fp16 GEMM")
 
 
-def _step_both_ways(lm, prompt_len: int = 5, rows: int = 3):
+def _step_both_ways(lm, prompt_len: int = 5, rows: int = 3, half: bool = False):
     """Prefill random embeddings, then one step through the layers' forward and through FusedLayers."""
     torch.manual_seed(0)
     dim = lm.config.hidden_size
@@ -15,7 +19,7 @@ def _step_both_ways(lm, prompt_len: int = 5, rows: int = 3):
     dummy = torch.empty(0)
     cos, sin = lm.rotary_emb(dummy, position_ids=positions[:, -1:])
     outputs = []
-    for fused in (None, FusedLayers.for_lm(lm)):
+    for fused in (None, FusedLayers.for_lm(lm, half)):
         cache = preallocated_cache(lm.config.num_hidden_layers, prompt_len + 1)
         with torch.no_grad():
             lm(inputs_embeds=prompt, position_ids=positions[:, :-1], past_key_values=cache, use_cache=True)
@@ -73,3 +77,17 @@ def test_rotation_is_llamas_bit_for_bit():
     signed = signed_sin(sin).unsqueeze(1)
     assert torch.equal(_rotate(q, cos.unsqueeze(1), signed), expected_q)
     assert torch.equal(_rotate(k, cos.unsqueeze(1), signed), expected_k)
+
+
+@needs_fbgemm
+def test_half_fused_step_is_the_step_on_float16_rounded_weights(tiny_janus_dir):
+    from model.echogen import EchoGen
+
+    lm = EchoGen.load(tiny_janus_dir, half_weights=False).model.model.language_model
+    assert FusedLayers.for_lm(lm, half=True) is not FusedLayers.for_lm(lm)  # one cached copy per precision
+    with torch.no_grad():
+        for module in lm.layers.modules():
+            if isinstance(module, torch.nn.Linear):
+                module.weight.copy_(module.weight.half().float())
+    reference, fused = _step_both_ways(lm, half=True)
+    torch.testing.assert_close(fused, reference, rtol=1e-5, atol=1e-5)

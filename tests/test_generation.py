@@ -7,6 +7,7 @@ import torch
 
 from model import generation, inputs
 from model.layout import parse_layout
+from model.matmul import half_matmul_available
 from model.prompts import l2i_prompt
 from model.results import SamplingConfig
 
@@ -69,6 +70,39 @@ def test_candidate_does_not_depend_on_batch_neighbours(spread_echogen):
     alone = eg.generate([LAYOUT], num_images=1, seed=3, sampling=sampling)
     mixed = eg.generate([OTHER, LAYOUT], num_images=1, seed=3, sampling=sampling)
     assert torch.equal(alone.tokens[0], mixed.tokens[1])
+
+
+@pytest.mark.skipif(not half_matmul_available(), reason="this torch build has no fbgemm fp16 GEMM")
+def test_half_weights_draw_what_the_exact_loop_draws_on_rounded_weights(tiny_janus_dir):
+    """The CPU default: the loop on float16-packed weights (LM layers, image head) is the exact
+    float32 loop run on those weights rounded to float16."""
+    from model.echogen import EchoGen
+    from model.tiny import spread_weights
+
+    half, exact = EchoGen.load(tiny_janus_dir), EchoGen.load(tiny_janus_dir, half_weights=False)
+    assert half.half_weights and not exact.half_weights
+    for eg in (half, exact):
+        spread_weights(eg.model)
+    with torch.no_grad():
+        for name, module in exact.model.named_modules():
+            if isinstance(module, torch.nn.Linear) and (".layers." in name or "generation_head" in name):
+                module.weight.copy_(module.weight.half().float())
+    prompts = [l2i_prompt(layout, half.tokenizer.boi_token) for layout in (LAYOUT, OTHER)]
+    greedy = SamplingConfig(cfg=5.0, temperature=0.0)
+    drawn = half.generate_tokens(prompts, greedy, None)
+    assert len(set(drawn[0].tolist())) > 2, "degenerate test: greedy tokens barely vary"
+    assert torch.equal(drawn, exact.generate_tokens(prompts, greedy, None))
+    for eg, used in ((half, True), (exact, False)):  # which weight copies each loop built
+        assert hasattr(eg.model.model.language_model, "_echogen_fused_layers_half") is used
+        assert hasattr(eg.model.model.generation_head, "_echogen_fast_head_half") is used
+
+
+def test_half_weights_need_a_float32_cpu_model(tiny_janus_dir):
+    from model.echogen import EchoGen
+
+    assert not EchoGen.load(tiny_janus_dir, dtype=torch.bfloat16).half_weights
+    with pytest.raises(ValueError, match="float32 model on a CPU"):
+        EchoGen.load(tiny_janus_dir, dtype=torch.bfloat16, half_weights=True)
 
 
 def test_images_have_the_model_size(tiny_echogen):
@@ -146,5 +180,7 @@ def test_bench_reports_speed_and_round_trips_on_a_tiny_model(tiny_janus_dir, cap
     assert bench_main(["--model", str(tiny_janus_dir), "--repeats", "1", "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["identical_greedy_tokens"] is True
-    for key in ("ours_ms_per_token", "speedup_batch1", "roundtrip_s", "roundtrip_greedy_s", "roundtrip_2_candidates_s"):
+    assert result["half_weights"] is half_matmul_available()  # the CPU default, timed against float32 weights
+    for key in ("ours_ms_per_token", "speedup_batch1", "roundtrip_s", "roundtrip_greedy_s",
+                "roundtrip_float32_weights_s", "roundtrip_2_candidates_s"):
         assert result[key] > 0, key

@@ -1,8 +1,10 @@
 """The precomputed image head and embedding table against Janus' own modules."""
 
+import pytest
 import torch
 
 from model.image_step import ImageEmbeddingTable, ImageHead
+from model.matmul import half_matmul_available
 
 
 def test_image_head_equals_the_generation_head(spread_echogen):
@@ -12,6 +14,24 @@ def test_image_head_equals_the_generation_head(spread_echogen):
     hidden = torch.randn(6, model.config.text_config.hidden_size, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         torch.testing.assert_close(head(hidden), model.model.generation_head(hidden), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.skipif(not half_matmul_available(), reason="this torch build has no fbgemm fp16 GEMM")
+def test_half_image_head_is_the_head_on_float16_rounded_weights(tiny_janus_dir):
+    from model.echogen import EchoGen
+    from model.tiny import spread_weights
+
+    model = EchoGen.load(tiny_janus_dir, half_weights=False).model
+    spread_weights(model)
+    head = model.model.generation_head
+    with torch.no_grad():
+        for linear in (head.proj_out, head.vision_head):
+            linear.weight.copy_(linear.weight.half().float())
+    half = ImageHead.for_model(model, half=True)
+    assert half is not ImageHead.for_model(model)  # one cached copy per precision
+    hidden = torch.randn(6, model.config.text_config.hidden_size, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        torch.testing.assert_close(half(hidden), head(hidden), rtol=1e-5, atol=1e-5)
 
 
 def test_embedding_table_equals_the_aligned_embeddings(spread_echogen):

@@ -135,12 +135,13 @@ def test_table_sampling_flags_reach_every_eval_and_their_own_folder(tmp_path, mo
 
     monkeypatch.setattr(shapes_table, "eval_main", fake_eval)
     assert shapes_table.main(["--out", str(tmp_path / "run"), "--data", str(tmp_path), "--cfg", "3",
-                              "--temperature", "0.7", "--eval-dir", "eval_c3"]) == 0
-    assert len(argvs) == 3 and all(a[-4:] == ["--cfg", "3.0", "--temperature", "0.7"] for a in argvs)
+                              "--temperature", "0.7", "--fp32-weights", "--eval-dir", "eval_c3"]) == 0
+    assert len(argvs) == 3 and all(a[-5:] == ["--fp32-weights", "--cfg", "3.0", "--temperature", "0.7"]
+                                   for a in argvs)
     assert (tmp_path / "run" / "eval_c3" / "pmtp" / "fidelity.json").is_file()
     assert "| stage 1 (PMTP) | 0.500 |" in capsys.readouterr().out
     assert shapes_table.main(["--out", str(tmp_path / "run"), "--data", str(tmp_path)]) == 0
-    assert "--cfg" not in argvs[-1], "without flags each model keeps its own defaults"
+    assert "--cfg" not in argvs[-1] and "--fp32-weights" not in argvs[-1], "without flags: each model's defaults"
 
 
 def test_export_writes_the_builtin_sampling_defaults(tmp_path, tiny_janus_dir):

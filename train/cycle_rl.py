@@ -156,7 +156,8 @@ class Rollouts:
     def __init__(self, run: loop.Run):
         cfg = run.cfg
         self.run, self.rl = run, cfg.rl
-        self.eg = EchoGen(run.janus, run.processor, grounding_beams=1)  # rewards ground greedily: cheaper
+        # rewards ground greedily (cheaper); rollouts come from the float32 policy whose log-probs are trained
+        self.eg = EchoGen(run.janus, run.processor, grounding_beams=1, half_weights=False)
         self.sampling = cfg.rl.sampling(self.eg.sampling)  # fixed at the start: the policy's own defaults
         logger.info("rollouts at CFG %g, temperature %g", self.sampling.cfg, self.sampling.temperature)
         records = None

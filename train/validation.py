@@ -24,7 +24,7 @@ def validate(janus, processor, layouts: list[Layout], step: int, metrics: Metric
     was_training = janus.training
     janus.eval()
     try:
-        eg = EchoGen(janus, processor, grounding_beams=1)  # a cheap signal for curves
+        eg = EchoGen(janus, processor, grounding_beams=1, half_weights=False)  # a cheap signal for curves
         results = [eg.cycle(layout, num_images=1, seed=seed, sampling=sampling) for layout in layouts]
     finally:
         janus.train(was_training)

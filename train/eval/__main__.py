@@ -64,6 +64,8 @@ def _model_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=8, help="layouts or images per model call")
     parser.add_argument("--beams", type=int, default=GROUNDING_BEAMS,
                         help=f"beam width of grounding answers, 1 = greedy (default: {GROUNDING_BEAMS})")
+    parser.add_argument("--fp32-weights", action="store_true",
+                        help="decode on float32 weights (default on a CPU: float16-packed, as the CLI and app)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -136,7 +138,8 @@ def _load_model(args: argparse.Namespace) -> Any:
     from model.loading import ModelLoadError
 
     try:
-        return EchoGen.load(args.model, adapter=args.adapter, device=args.device, grounding_beams=args.beams)
+        return EchoGen.load(args.model, adapter=args.adapter, device=args.device, grounding_beams=args.beams,
+                            half_weights=False if args.fp32_weights else None)
     except (ModelLoadError, OSError, ValueError) as err:
         raise ModelUnavailable(str(err)) from None
 
@@ -243,7 +246,8 @@ def main(argv: list[str] | None = None) -> int:
         model = None
         if args.command == "detector" and args.round_trip is not None:
             try:  # only its image tokenizer is used
-                model = _load_model(argparse.Namespace(model=args.round_trip, adapter=None, device="cpu", beams=1))
+                model = _load_model(argparse.Namespace(model=args.round_trip, adapter=None, device="cpu", beams=1,
+                                                       fp32_weights=False))
             except ModelUnavailable as err:
                 return _fail(f"cannot load --round-trip {args.round_trip}: {err}")
         elif args.command != "detector":
@@ -268,7 +272,7 @@ def main(argv: list[str] | None = None) -> int:
             run["round_trip"] = str(args.round_trip)
         elif model is not None:
             run.update(model=args.model, adapter=args.adapter, seed=args.seed, cfg=args.sampling.cfg,
-                       temperature=args.sampling.temperature, beams=args.beams)
+                       temperature=args.sampling.temperature, beams=args.beams, half_weights=model.half_weights)
     payload = to_builtin({**metrics, "run": run})
     if args.out is not None:
         write_json(args.out, payload)

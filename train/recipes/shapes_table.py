@@ -10,7 +10,8 @@ table of the model card:
 Each cell is exactly what `python -m train.eval <command> --model DIR --data DATA --split test
 --max N` prints for that model (same seeds), so any row can be re-checked alone. Images are
 drawn with each model's own sampling defaults (its generation_config.json) unless `--cfg` /
-`--temperature` set them for every row.
+`--temperature` set them for every row, on the evaluation's default weights (float16-packed
+decode steps on a CPU) unless `--fp32-weights` asks for float32 ones.
 """
 
 from __future__ import annotations
@@ -73,10 +74,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cfg", type=float, default=None, help="guidance for every row (default: each model's own)")
     parser.add_argument("--temperature", type=float, default=None,
                         help="sampling temperature for every row (default: each model's own)")
+    parser.add_argument("--fp32-weights", action="store_true",
+                        help="decode on float32 weights (default on a CPU: float16-packed; see model/matmul.py)")
     parser.add_argument("--eval-dir", default="eval", help="folder under --out for the metrics JSON (default: eval)")
     args = parser.parse_args(argv)
     sampling = tuple(flag for name in ("cfg", "temperature") if getattr(args, name) is not None
                      for flag in (f"--{name}", str(getattr(args, name))))
+    if args.fp32_weights:
+        sampling = ("--fp32-weights", *sampling)
     limits = {c: getattr(args, f"max_{c}") for c in DEFAULT_MAX}
     models = [(name, args.out / stage / "final" / "model", stage) for name, stage in STAGE_ROWS]
     for extra in args.extra:
