@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from model.kv_cache import SharedPrefix
 from model.matmul import Matmul
 
 MAX_FUSED_PARAMS = 50_000_000
@@ -66,10 +67,38 @@ def _rotate(x: torch.Tensor, cos: torch.Tensor, signed_sin: torch.Tensor) -> tor
     return x * cos + x.roll(x.shape[-1] // 2, dims=-1) * signed_sin
 
 
+def prefix_attention(q: torch.Tensor, prefix: SharedPrefix, keys: torch.Tensor, values: torch.Tensor,
+                     mask: torch.Tensor | None, scale: float) -> torch.Tensor:
+    """Attention of one new position per row over its shared prefix, then its own keys.
+
+    q [R, H, 1, d]; prefix keys / values [N, H, P, d], row r continuing prefix `prefix.index[r]`;
+    keys / values [R, H, S, d], the rows' own; mask bool [R, 1, 1, P + S] or None (prefixes have
+    no padding). Each prefix is read once per step for all of its rows. -> [R, H, 1, d]"""
+    length = prefix.length
+    own = (q @ keys.transpose(-1, -2)) * scale  # [R, H, 1, S]
+    if mask is not None:
+        own = own.masked_fill(~mask[..., length:], float("-inf"))
+    shared = q.new_empty(*q.shape[:-1], length)  # [R, H, 1, P]
+    for n, rows in prefix.groups:
+        by_head = q[rows, :, 0].transpose(0, 1)  # [H, r, d]
+        shared[rows] = (by_head @ prefix.keys[n].transpose(-1, -2)).transpose(0, 1).unsqueeze(2) * scale
+    weights = torch.cat([shared, own], dim=-1).softmax(-1)  # [R, H, 1, P + S]
+    out = weights[..., length:] @ values  # [R, H, 1, d]
+    for n, rows in prefix.groups:
+        by_head = weights[rows, :, 0, :length].transpose(0, 1)  # [H, r, P]
+        out[rows] += (by_head @ prefix.values[n]).transpose(0, 1).unsqueeze(2)
+    return out
+
+
 class FusedLayers:
     def __init__(self, layers: list[_LayerWeights], heads: int, kv_heads: int, head_dim: int, eps: float, scale: float):
         self.layers, self.heads, self.kv_heads, self.head_dim = layers, heads, kv_heads, head_dim
         self.eps, self.scale = eps, scale
+
+    @property
+    def attends_shared_prefixes(self) -> bool:
+        """Whether `prefix_attention` applies (it takes one key head per query head)."""
+        return self.heads == self.kv_heads
 
     @classmethod
     def for_lm(cls, lm, half: bool = False) -> "FusedLayers | None":
@@ -120,9 +149,15 @@ class FusedLayers:
             qk = _rotate(qk.view(rows, 1, self.heads + self.kv_heads, d).transpose(1, 2), cos, sin)  # [R, H+Hkv, 1, d]
             q, k = qk.split((self.heads, self.kv_heads), dim=1)  # [R, H, 1, d], [R, Hkv, 1, d]
             v = v.view(rows, 1, self.kv_heads, d).transpose(1, 2)
-            k, v = cache.layers[index].update(k, v)  # [R, Hkv, kv, d]
-            attended = F.scaled_dot_product_attention(
-                q, k, v, attn_mask=mask, scale=self.scale, enable_gqa=self.kv_heads != self.heads)
+            layer = cache.layers[index]
+            prefix = getattr(layer, "prefix", None)
+            if prefix is None:
+                k, v = layer.update(k, v)  # [R, Hkv, kv, d]
+                attended = F.scaled_dot_product_attention(
+                    q, k, v, attn_mask=mask, scale=self.scale, enable_gqa=self.kv_heads != self.heads)
+            else:  # a prefix shared by many rows, kept once (model.kv_cache.SharedPrefix)
+                k, v = layer.append(k, v)  # [R, H, own, d]
+                attended = prefix_attention(q, prefix, k, v, mask, self.scale)
             hidden = hidden + w.o(attended.transpose(1, 2).reshape(rows, 1, q_size))
             normed = F.rms_norm(hidden, (dim,), w.post_norm, self.eps)
             gate, up = w.gate_up(normed).chunk(2, dim=-1)

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from model.fused_step import FusedLayers, signed_sin
 from model.image_step import ImageEmbeddingTable, ImageHead
 from model.inputs import position_ids
-from model.kv_cache import preallocated_cache, reorder_hypotheses
+from model.kv_cache import preallocated_cache, reorder_hypotheses, share_prefix
 from model.matmul import half_matmul_usable
 from model.results import SamplingConfig
 
@@ -104,15 +104,20 @@ def decode(
     each decode row is searched as W hypotheses and its best one comes back."""
     width = beam_width(request, sampling)
     lm = model.model.language_model
+    embeds = request.inputs_embeds
+    fused = _fused_layers(lm, request.half_weights and half_matmul_usable(embeds.device, embeds.dtype))
     mask = request.attention_mask
     start = 0 if request.start_embeds is None else request.start_embeds.shape[1]
     cache = preallocated_cache(lm.config.num_hidden_layers, start + mask.shape[1] + request.num_tokens)
-    if start:  # the shared start once per start row, then its keys and values fanned out to the prompts
+    if start:  # the shared start once per start row, then shared by its prompts (or copied to each)
         if request.start_index is None or request.start_index.shape[0] != mask.shape[0]:
             raise ValueError("start_embeds needs start_index: the start row of every prompt row")
         start_positions = torch.arange(start, device=mask.device).expand(request.start_embeds.shape[0], -1)
         lm(inputs_embeds=request.start_embeds, position_ids=start_positions, past_key_values=cache, use_cache=True)
-        cache.batch_select_indices(request.start_index)
+        if fused is not None and fused.attends_shared_prefixes:
+            share_prefix(cache, request.start_index)
+        else:
+            cache.batch_select_indices(request.start_index)
         mask = torch.cat([mask.new_ones(mask.shape[0], start), mask], dim=1)  # [R, P + L]
     positions = position_ids(mask)
     # Without padding the mask is all ones and attention needs none: skip building it.
@@ -129,8 +134,7 @@ def decode(
     if row_index is not None:
         cache.batch_select_indices(row_index)
         hidden, positions, mask = hidden[row_index], positions[row_index], mask[row_index]
-    half = request.half_weights and half_matmul_usable(hidden.device, hidden.dtype)
-    step = _DecodeStep(lm, positions[:, -1:] + 1, request.num_tokens, mask if use_mask else None, cache, half)
+    step = _DecodeStep(lm, positions[:, -1:] + 1, request.num_tokens, mask if use_mask else None, cache, fused)
     rows = hidden.shape[0] // 2 if request.cfg > 1 else hidden.shape[0]
     tokens = torch.full((rows, request.num_tokens), request.fill_token, dtype=torch.long, device=hidden.device)
     finished = torch.zeros(rows, dtype=torch.bool, device=hidden.device)
@@ -200,14 +204,14 @@ class _DecodeStep:
     Falls back to the plain forward for language models of another shape."""
 
     def __init__(self, lm, first_position: torch.Tensor, num_tokens: int, mask: torch.Tensor | None, cache,
-                 half: bool = False):
+                 fused: FusedLayers | None):
         self.lm, self.cache, self.mask = lm, cache, mask
         self.positions = first_position + torch.arange(num_tokens, device=first_position.device)  # [R, T]
         self.fast = all(hasattr(lm, name) for name in ("layers", "norm", "rotary_emb"))
         if self.fast:
             dummy = torch.empty(0, dtype=next(lm.parameters()).dtype, device=first_position.device)
             self.cos, self.sin = lm.rotary_emb(dummy, position_ids=self.positions)  # [R, T, d] each
-        self.fused = FusedLayers.for_lm(lm, half) if self.fast else None
+        self.fused = fused if self.fast else None
         if self.fused is not None:
             self.sin_signed = signed_sin(self.sin)  # [R, T, d], once for all steps
 
@@ -229,6 +233,14 @@ class _DecodeStep:
             hidden = layer(hidden, attention_mask=attention_mask, position_embeddings=rotary,
                            position_ids=position, past_key_values=self.cache, use_cache=True)
         return self.lm.norm(hidden)[:, -1]
+
+
+def _fused_layers(lm, half: bool) -> FusedLayers | None:
+    """The decode step's fused layers for `lm` (half: on float16-packed weights), None where
+    `_DecodeStep` must call the layers' own forward."""
+    if not all(hasattr(lm, name) for name in ("layers", "norm", "rotary_emb")):
+        return None
+    return FusedLayers.for_lm(lm, half)
 
 
 def image_head(model, half: bool = False) -> Head:

@@ -124,6 +124,26 @@ def test_phrases_of_one_image_share_its_prompt_start(spread_echogen, monkeypatch
     assert [[g.text for g in group] for group in shared] == [[g.text for g in group] for group in full]
 
 
+def test_a_shared_start_is_kept_once_and_answers_as_when_copied(spread_echogen, monkeypatch):
+    """The decode step attends to each image's prompt start kept once for all its phrases and
+    beams (model.kv_cache.share_prefix); the answers are those of the start copied to every row."""
+    from model import generation
+    from model.fused_step import FusedLayers
+
+    eg = spread_echogen
+    images = [Image.new("RGB", (32, 32), (200, 30, 30)), Image.new("RGB", (48, 32), (20, 40, 220))]
+    phrases = [["red circle", "a small blue square behind the star"], ["green triangle", "star", "a star"]]
+    calls = []
+    original = generation.share_prefix
+    monkeypatch.setattr(generation, "share_prefix", lambda *a: calls.append(1) or original(*a))
+    shared = eg.ground(images, phrases)
+    assert calls  # control: the start was kept once
+    monkeypatch.setattr(FusedLayers, "attends_shared_prefixes", property(lambda self: False))
+    copied = eg.ground(images, phrases)
+    assert len(calls) == 1
+    assert [[g.text for g in group] for group in shared] == [[g.text for g in group] for group in copied]
+
+
 def test_split_shared_start_rebuilds_each_prompt_or_refuses():
     import torch
 
