@@ -211,7 +211,7 @@ class _DecodeStep:
         if self.fast:
             dummy = torch.empty(0, dtype=next(lm.parameters()).dtype, device=first_position.device)
             self.cos, self.sin = lm.rotary_emb(dummy, position_ids=self.positions)  # [R, T, d] each
-        self.fused = fused if self.fast else None
+        self.fused = fused  # None unless the layers are fusable (`_fused_layers`)
         if self.fused is not None:
             self.sin_signed = signed_sin(self.sin)  # [R, T, d], once for all steps
 
