@@ -207,7 +207,7 @@ class _DecodeStep:
                  fused: FusedLayers | None):
         self.lm, self.cache, self.mask = lm, cache, mask
         self.positions = first_position + torch.arange(num_tokens, device=first_position.device)  # [R, T]
-        self.fast = all(hasattr(lm, name) for name in ("layers", "norm", "rotary_emb"))
+        self.fast = _steps_layer_by_layer(lm)
         if self.fast:
             dummy = torch.empty(0, dtype=next(lm.parameters()).dtype, device=first_position.device)
             self.cos, self.sin = lm.rotary_emb(dummy, position_ids=self.positions)  # [R, T, d] each
@@ -238,9 +238,12 @@ class _DecodeStep:
 def _fused_layers(lm, half: bool) -> FusedLayers | None:
     """The decode step's fused layers for `lm` (half: on float16-packed weights), None where
     `_DecodeStep` must call the layers' own forward."""
-    if not all(hasattr(lm, name) for name in ("layers", "norm", "rotary_emb")):
-        return None
-    return FusedLayers.for_lm(lm, half)
+    return FusedLayers.for_lm(lm, half) if _steps_layer_by_layer(lm) else None
+
+
+def _steps_layer_by_layer(lm) -> bool:
+    """Whether `_DecodeStep` can run `lm`'s decoder layers and norm itself (a Llama-shaped LM)."""
+    return all(hasattr(lm, name) for name in ("layers", "norm", "rotary_emb"))
 
 
 def image_head(model, half: bool = False) -> Head:
