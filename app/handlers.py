@@ -199,12 +199,16 @@ class Handlers:
             image, notes = read_image(image_path)
             found = self.model.ground([image], [[p for _, p in phrases]])[0]
         _warn_all(notes)
-        drawn = [(i, g.phrase, g.box) for (i, _), g in zip(phrases, found)]
-        missing = [g.phrase for g in found if g.box is None]
+        drawn = [(i, g.phrase, g.box) for (i, _), g in zip(phrases, found) if not g.absent]
+        absent = [g.phrase for g in found if g.absent]
+        if absent:  # a model taught `none` (model.presence) says these name nothing in the image
+            gr.Warning(f"the model does not see {', '.join(absent)} in the image")
+        missing = [g.phrase for g in found if g.box is None and not g.absent]
         if missing:
             gr.Warning(f"the model gave no usable box for: {', '.join(missing)}")
         data = [{"phrase": g.phrase, "box": None if g.box is None else [round(v, 1) for v in g.box],
-                 "valid": g.valid} for g in found]
+                 "valid": g.valid, **({} if g.present is None else {"present": round(g.present, 3)})}
+                for g in found]
         return draw_groundings(image, drawn), data
 
     def ground(self, image_path: str | None, text: str, phrase: str) -> tuple[Image.Image, list[dict]]:

@@ -99,6 +99,14 @@ def _round(box) -> list[float] | None:
     return None if box is None else [round(v, 2) for v in box]
 
 
+def _grounding_record(g) -> dict[str, Any]:
+    """One answer as JSON; `present` (model.presence) where measured, `absent` when below the threshold."""
+    record = {"phrase": g.phrase, "box": _round(g.box), "valid": g.valid}
+    if g.present is not None:
+        record.update(present=round(g.present, 4), absent=g.absent)
+    return record
+
+
 def _ground_requests(args) -> list[tuple[str, list[str]]]:
     if args.image:
         if not args.phrase:
@@ -145,7 +153,7 @@ def run(args) -> Iterator[dict[str, Any]]:
         eg = _load_model(args)
         for (path, _), image, found in zip(requests, images, eg.ground(images, [p for _, p in requests])):
             yield {"image": path, "width": image.width, "height": image.height,
-                   "objects": [{"phrase": g.phrase, "box": _round(g.box), "valid": g.valid} for g in found]}
+                   "objects": [_grounding_record(g) for g in found]}
         return
     layouts = load_layouts(args.layout)
     num_images = _num_images(args.num_images)

@@ -7,7 +7,7 @@ This is the API the CLI, the app and evaluation use. Training works one level lo
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, Sequence
 
 import torch
@@ -15,11 +15,13 @@ from PIL import Image
 
 from model import generation, inputs
 from model.box_grammar import BoxGrammar
+from model.compose import box_cells, compose_tokens
 from model.layout import Layout, clean_phrase
 from model.layout_text import letterbox_denormalize, parse_box
 from model.loading import ModelLoadError, load_janus, unwrap_peft
 from model.matmul import half_matmul_usable
 from model.metrics import cycle_score
+from model.presence import PresenceProbe, answer_start_tokens
 from model.prompts import grounding_prompt, image_block, l2i_prompt
 from model.results import GROUNDING_BEAMS, CycleCandidate, CycleResult, Grounding, SamplingConfig
 from model.tokens import SpecialTokens
@@ -53,6 +55,7 @@ class EchoGen:
         self.max_batch = max_batch
         # grounding answers always parse into a box when the tokenizer allows it (model.box_grammar)
         self.box_grammar = BoxGrammar.from_tokenizer(self.tokenizer) if constrain_boxes else None
+        self.answer_starts = answer_start_tokens(self.tokenizer)  # (box, none) first tokens: model.presence
         if grounding_beams < 1:
             raise ValueError(f"grounding_beams must be >= 1, got {grounding_beams}")
         self.grounding_beams = grounding_beams  # beam width of grounding answers; 1: greedy
@@ -68,6 +71,7 @@ class EchoGen:
             raise ValueError("half_weights needs a float32 model on a CPU whose torch has fbgemm (x86)")
         self.half_weights = usable if half_weights is None else half_weights
         vq = model.config.vq_config
+        self.token_grid = vq.num_patches  # image tokens per side
         self.num_image_tokens = vq.num_patches ** 2
         self.image_size = vq.num_patches * 2 ** (len(vq.channel_multiplier) - 1)
 
@@ -167,20 +171,27 @@ class EchoGen:
         block = image_block(self.tokenizer.boi_token, self.tokenizer.image_token, self.tokenizer.eoi_token,
                             features.shape[1])
         answers: list[str] = []
+        present: list[float | None] = []
         for start in range(0, len(pairs), self.max_batch):
             chunk = pairs[start:start + self.max_batch]
             batch = inputs.encode_prompts(self.tokenizer, [grounding_prompt(p, block) for _, p in chunk], self.device)
             index = torch.tensor([i for i, _ in chunk], device=self.device)
-            out = generation.decode(self.model, self._grounding_request(batch, features, index))
+            request = self._grounding_request(batch, features, index)
+            probe = None
+            if self.answer_starts is not None:  # reads presence at the first answer step, then constrains as before
+                probe = PresenceProbe(*self.answer_starts, request.constrain, request.beams)
+                request.constrain = probe
+            out = generation.decode(self.model, request)
             answers += self.tokenizer.batch_decode(out, skip_special_tokens=True)
+            present += [None] * len(chunk) if probe is None else probe.present.tolist()
             if progress:
                 progress(min(start + self.max_batch, len(pairs)), len(pairs))
         results: list[list[Grounding]] = [[] for _ in images]
-        for (i, phrase), text in zip(pairs, answers):
+        for (i, phrase), text, p in zip(pairs, answers, present):
             parsed = parse_box(text)
             width, height = images[i].size
             box = None if parsed.box is None else letterbox_denormalize(parsed.box, width, height)
-            results[i].append(Grounding(phrase, box, parsed.valid, text))
+            results[i].append(Grounding(phrase, box, parsed.valid and not parsed.absent, text, p))
         return results
 
     def _grounding_request(self, batch: inputs.PromptBatch, features: torch.Tensor,
@@ -233,17 +244,39 @@ class EchoGen:
                                  progress=(lambda done, _: progress(num_pictures + done, total)) if progress else None)
         results = []
         for i, layout in enumerate(layouts):
-            candidates = [self._scored(layout, gen.images[i][k], gen.seeds[k], groundings[i * num_images + k])
-                          for k in range(num_images)]
+            candidates = [self._scored(layout, gen.images[i][k], gen.seeds[k], groundings[i * num_images + k],
+                                       gen.tokens[i, k]) for k in range(num_images)]
             candidates.sort(key=lambda c: c.score.mean_iou, reverse=True)
             results.append(CycleResult(layout, tuple(candidates)))
         return results
 
-    def _scored(self, layout: Layout, picture: Image.Image, seed: int, found: list[Grounding]) -> CycleCandidate:
+    @torch.no_grad()
+    def compose(
+        self, layouts: Sequence[Layout], num_images: int = 2, seed: int = 0,
+        sampling: SamplingConfig | None = None, progress: Progress | None = None,
+    ) -> list[Image.Image]:
+        """One image per layout, composed object by object from `num_images` candidates
+        (model.compose): each object's image-token cells come from the candidate whose drawing of
+        it the model re-grounds best (the cycle check, per object instead of per image), the rest
+        from the best candidate overall. With num_images 1 it is that candidate's image."""
+        composed = []
+        for result in self.cycles(layouts, num_images, seed, sampling, progress):
+            best = result.candidates  # best mean IoU first: the base of the composition
+            if len(best) == 1:
+                composed.append(best[0].tokens)
+                continue
+            square = result.layout.resized(self.image_size, self.image_size)
+            cells = [box_cells(box, self.image_size, self.token_grid) for box in square.boxes]
+            ious = torch.tensor([[o.iou for o in c.score.objects] for c in best])  # [K, O]
+            composed.append(compose_tokens(torch.stack([c.tokens for c in best]), cells, ious)[0])
+        return to_pil(generation.decode_image_tokens(self.model, torch.stack(composed).to(self.device)))
+
+    def _scored(self, layout: Layout, picture: Image.Image, seed: int, found: list[Grounding],
+                tokens: torch.Tensor | None = None) -> CycleCandidate:
         """One drawing's groundings (model-size pixels) mapped to the layout's frame and scored against it."""
         sx, sy = layout.width / self.image_size, layout.height / self.image_size
         in_layout = [None if g.box is None else (g.box[0] * sx, g.box[1] * sy, g.box[2] * sx, g.box[3] * sy)
                      for g in found]
-        scored = tuple(Grounding(g.phrase, b, g.valid, g.text) for g, b in zip(found, in_layout))
+        scored = tuple(replace(g, box=b) for g, b in zip(found, in_layout))
         score = cycle_score(layout.boxes, in_layout, layout.width, layout.height, [g.valid for g in found])
-        return CycleCandidate(picture, seed, scored, score)
+        return CycleCandidate(picture, seed, scored, score, tokens)

@@ -6,6 +6,10 @@ Box numbers are integers 0-1000 of the normalized xyxy box. The same `<ref>..</r
 span is the L2I condition (inside `<grounding>`) and the grounding answer, so both tasks
 read and write the same tokens: these are the paper's "shared tokens".
 
+A grounding answer may also be `none</box>`: the phrase names nothing in the image. Models
+trained with absent phrases (`pmtp.absent_share`) learn it; `model.presence` reads how sure
+the model is that a phrase is there (`Grounding.present`).
+
 Parsing model output never raises: a malformed, partial or out-of-range answer yields a
 `ParsedBox` with `valid=False` (and the best box it could recover, if any).
 """
@@ -22,6 +26,7 @@ REF_OPEN, REF_CLOSE = "<ref>", "</ref>"
 BOX_OPEN, BOX_CLOSE = "<box>", "</box>"
 LAYOUT_SPECIAL_TOKENS = (GROUNDING_OPEN, GROUNDING_CLOSE, REF_OPEN, REF_CLOSE, BOX_OPEN, BOX_CLOSE)
 COORD_SCALE = 1000
+NONE_ANSWER = "none"  # the grounding answer for a phrase that names nothing in the image
 
 NormBox = tuple[int, int, int, int]
 
@@ -29,8 +34,9 @@ NormBox = tuple[int, int, int, int]
 @dataclass(frozen=True)
 class ParsedBox:
     box: NormBox | None  # 0-1000 xyxy, or None when nothing usable was found
-    valid: bool  # well-formed, in range and positive area
+    valid: bool  # well-formed, in range and positive area (or a well-formed `none`)
     phrase: str | None = None
+    absent: bool = False  # the answer was `none`: the phrase names nothing in the image
 
 
 def normalize_box(box: Box, width: int, height: int) -> NormBox:
@@ -61,8 +67,13 @@ def letterbox_denormalize(box: NormBox, width: int, height: int) -> Box:
             min(max(x2 - dx, 0.0), width), min(max(y2 - dy, 0.0), height))
 
 
+def box_answer(box: NormBox | None) -> str:
+    """`[x1, y1, x2, y2]`, or `none` for an absent phrase: what a grounding answer writes before `</box>`."""
+    return NONE_ANSWER if box is None else f"[{box[0]}, {box[1]}, {box[2]}, {box[3]}]"
+
+
 def format_box(box: NormBox) -> str:
-    return f"{BOX_OPEN}[{box[0]}, {box[1]}, {box[2]}, {box[3]}]{BOX_CLOSE}"
+    return f"{BOX_OPEN}{box_answer(box)}{BOX_CLOSE}"
 
 
 def format_object(phrase: str, box: NormBox) -> str:
@@ -85,7 +96,8 @@ def parse_box(text: str) -> ParsedBox:
     """Read the first box of a model answer such as `[12, 40, 300, 500]</box>`.
 
     Tolerant by design: missing brackets or tags, extra spaces and trailing junk are fine as
-    long as four numbers come first; anything else gives an invalid box."""
+    long as four numbers come first; anything else gives an invalid box. An answer that is
+    `none` gives a valid, absent `ParsedBox` without a box."""
     if not isinstance(text, str):
         return ParsedBox(None, False)
     start = text.find(BOX_OPEN)
@@ -94,6 +106,8 @@ def parse_box(text: str) -> ParsedBox:
     if end >= 0:
         body = body[:end]
     stop = body.find("]")
+    if body.strip().lower() == NONE_ANSWER:
+        return ParsedBox(None, True, absent=True)
     if stop >= 0:
         body = body[:stop]
     numbers = _NUMBER.findall(body)

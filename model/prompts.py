@@ -10,7 +10,7 @@ Both tasks thus share the `<ref>..</ref><box>[..]</box>` tokens.
 from __future__ import annotations
 
 from model.layout import Layout
-from model.layout_text import BOX_OPEN, REF_CLOSE, REF_OPEN, NormBox, format_layout
+from model.layout_text import BOX_CLOSE, BOX_OPEN, REF_CLOSE, REF_OPEN, NormBox, box_answer, format_layout
 from model.tokens import ASSISTANT_TAG, USER_TAG
 
 
@@ -37,6 +37,7 @@ def grounding_prompt(phrase: str, image_text: str) -> str:
     return _chat(question, f"{REF_OPEN}{phrase}{REF_CLOSE}{BOX_OPEN}")
 
 
-def grounding_target(box: NormBox, eos_token: str) -> str:
-    """The grounding answer after the forced prefix (training target)."""
-    return f"[{box[0]}, {box[1]}, {box[2]}, {box[3]}]</box>{eos_token}"
+def grounding_target(box: NormBox | None, eos_token: str) -> str:
+    """The grounding answer after the forced prefix (training target); box None: `none</box>`,
+    the phrase names nothing in the image."""
+    return f"{box_answer(box)}{BOX_CLOSE}{eos_token}"

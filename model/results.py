@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+import torch
 from PIL import Image
 
 from model.layout import Box, Layout
 from model.metrics import CycleScore
+from model.presence import PRESENT_THRESHOLD
 
 
 # Default beam width of EchoGen's grounding answers (`--beams` on the CLIs; training rewards and
@@ -69,6 +71,13 @@ class Grounding:
     box: Box | None  # pixel xyxy in the image's own size; None when the answer was unusable
     valid: bool  # the answer was a well-formed in-range box
     text: str  # the raw decoded answer, for debugging
+    # P(the answer starts a box rather than `none`), model.presence; None where not measured
+    present: float | None = None
+
+    @property
+    def absent(self) -> bool:
+        """The model says the phrase names nothing in the image (only models taught `none` say so)."""
+        return self.present is not None and self.present < PRESENT_THRESHOLD
 
 
 @dataclass(frozen=True)
@@ -79,13 +88,15 @@ class CycleCandidate:
     seed: int
     groundings: tuple[Grounding, ...]  # one per layout object, in layout order
     score: CycleScore
+    tokens: torch.Tensor | None = None  # [T] the image tokens it was decoded from (model.compose)
 
     def to_dict(self) -> dict:
         return {
             "seed": self.seed,
             **{k: v for k, v in self.score.to_dict().items() if k != "objects"},
             "objects": [
-                {"phrase": g.phrase, "box": None if g.box is None else [round(v, 2) for v in g.box], **s}
+                {"phrase": g.phrase, "box": None if g.box is None else [round(v, 2) for v in g.box], **s,
+                 **({} if g.present is None else {"present": round(g.present, 4)})}
                 for g, s in zip(self.groundings, self.score.to_dict()["objects"])
             ],
         }

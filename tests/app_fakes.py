@@ -65,6 +65,7 @@ class ScriptedEchoGen:
                 phrase = clean_phrase(phrase)
                 j = i % 4
                 box = None if "missing" in phrase else (w * (0.1 + 0.2 * j), h * 0.2, w * (0.3 + 0.2 * j), h * 0.6)
-                row.append(Grounding(phrase, box, box is not None, ""))
+                present = 0.1 if "absent" in phrase else None  # as a model taught `none` says it
+                row.append(Grounding(phrase, box, box is not None, "", present))
             out.append(row)
         return out

@@ -119,6 +119,11 @@ class PickyOracle(OracleModel):
             results.append(CycleResult(layout, tuple(candidates)))
         return results
 
+    def compose(self, layouts, num_images=2, seed=0, sampling=None):
+        """Composition that finds each object's exact drawing wherever one of the candidates has it."""
+        self.calls.append(("compose", seed))
+        return [(self.good if num_images > 1 else self.bad)._draw(layout) for layout in layouts]
+
 
 class SceneOracle:
     """Grounds in-memory scenes ((record, image) pairs) at their objects' true boxes, by phrase or by

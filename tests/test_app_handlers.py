@@ -235,6 +235,10 @@ def test_ground_draws_the_phrase_in_its_color(h, fake, tmp_path):
     with pytest.warns(UserWarning, match="no usable box for: missing cat"):
         _, data = h.ground_all(str(path), "red circle, missing cat")
     assert data[1]["box"] is None
+    with pytest.warns(UserWarning, match="does not see absent dog in the image"):
+        out, data = h.ground(str(path), "red circle, absent dog", "absent dog")
+    assert data == [{"phrase": "absent dog", "box": [20.0, 20.0, 60.0, 60.0], "valid": True, "present": 0.1}]
+    assert color_of(1) not in set(out.getdata()), "a phrase the model does not see gets no box drawn"
     for bad, message in [("", "no phrase"), ("   ", "no phrase")]:
         with pytest.raises(gr.Error, match=message):
             h.ground(str(path), "x", bad)

@@ -135,4 +135,7 @@ def test_grayscale_image_is_grounded(tmp_path, tiny_janus_dir):
     Image.new("L", (20, 40)).save(gray)
     result = run_cli("ground", "--image", gray, "--phrase", "thing", "--model", tiny_janus_dir)
     assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout)["height"] == 40
+    record = json.loads(result.stdout)
+    assert record["height"] == 40
+    found = record["objects"][0]
+    assert 0.0 <= found["present"] <= 1.0 and found["absent"] == (found["present"] < 0.5)

@@ -71,6 +71,13 @@ def test_fidelity_candidates_keep_the_image_the_model_regrounds_best(data, recor
         evaluate_fidelity(picky, records, candidates=0)
 
 
+def test_fidelity_compose_scores_the_composed_drawings(data, records):
+    picky = PickyOracle()
+    composed = evaluate_fidelity(picky, records, batch_size=8, candidates=2, compose=True)
+    assert composed["AP"] == pytest.approx(evaluate_fidelity(OracleModel(), records, batch_size=8)["AP"])
+    assert picky.calls == [("compose", 0), ("compose", 8)]
+
+
 def test_grounding_of_a_perfect_grounder_is_exact(data, records):
     perfect = evaluate_grounding(OracleModel(data_dir=data, records=records), records, data, batch_size=4)
     assert perfect["n"] == sum(len(r["expressions"]) for r in records)
@@ -154,6 +161,9 @@ def test_json_format_and_sampling_options(data, monkeypatch, capsys):
     assert cli.main(["fidelity", "--data", str(data), "--max", "2", "--format", "json", "--candidates", "2",
                      "--no-progress"]) == 0
     assert json.loads(capsys.readouterr().out)["run"]["candidates"] == 2
+    assert cli.main(["fidelity", "--data", str(data), "--max", "2", "--format", "json", "--candidates", "2",
+                     "--compose", "--no-progress"]) == 0
+    assert json.loads(capsys.readouterr().out)["run"]["compose"] is True
 
 
 class BlankRoundTrip:
@@ -258,3 +268,12 @@ def test_bad_input_gives_one_line_and_exit_code_2(data, tmp_path, args, message)
     assert "Traceback" not in result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error:") and message in lines[0], result.stderr
+
+
+def test_presence_command_on_a_real_tiny_model(data, tiny_echogen, monkeypatch, capsys):
+    use_model(monkeypatch, tiny_echogen)
+    assert cli.main(["presence", "--data", str(data), "--max", "3", "--format", "json", "--round-trip",
+                     "--no-progress"]) == 0
+    payload = json.loads(capsys.readouterr().out)
+    assert 0.0 <= payload["AUC"] <= 1.0 and payload["absent_phrases"] == 3
+    assert payload["run"]["round_trip"] is True and payload["run"]["command"] == "presence"

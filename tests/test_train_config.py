@@ -115,7 +115,7 @@ def test_shipped_stage_configs_load(path):
         assert load_config(VisionPretrainRun, ["--config", str(path)]).vision.steps > 0
         return
     stage = {"pmtp": PMTPRun, "pmtp_warm": PMTPRun, "pmtp_continue": PMTPRun, "pmtp_regrid": PMTPRun,
-             "djo": DJORun, "cycle_rl": CycleRLRun}[path.stem]
+             "pmtp_absent": PMTPRun, "djo": DJORun, "cycle_rl": CycleRLRun}[path.stem]
     cfg = load_config(stage, ["--config", str(path)])
     assert cfg.train.output_dir.startswith("runs/")
 

@@ -4,7 +4,8 @@
   `model.generation.image_logits` at cfg 1). A share of rows (caption dropout) gets Janus'
   unconditional prompt instead, so classifier-free guidance works at inference.
 - Grounding: cross-entropy on the answer tokens only (`[x1, y1, x2, y2]</box>` + EOS) after the
-  forced prefix `... <ref>phrase</ref><box>`; the image enters as SigLIP features.
+  forced prefix `... <ref>phrase</ref><box>`; the image enters as SigLIP features. A phrase
+  that names nothing in the image (an absent query) is answered `none</box>` + EOS.
 
 Both tasks read and write the same `<ref>phrase</ref><box>[x1, y1, x2, y2]</box>` span: a
 layout's serialization is the L2I condition and, one object at a time, the grounding target.
@@ -19,6 +20,7 @@ import dataclasses
 import functools
 import math
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 import torch
@@ -33,6 +35,7 @@ from model.tokens import SpecialTokens
 from train.data import Record, load_pixels, pick_queries
 
 IGNORE = -100
+AbsentPhrases = Callable[[Layout, np.random.Generator], "str | None"]  # e.g. train.shapes.absent.absent_phrase
 
 
 @dataclass
@@ -149,9 +152,12 @@ def grounded_records(count: int, share: float, rng: np.random.Generator) -> list
 
 def supervised_batch(records: list[Record], tokens: torch.Tensor, processor, special: SpecialTokens,
                      rng: np.random.Generator, caption_dropout: float, max_phrases: int,
-                     num_features: int, device, dtype, grounding_share: float = 1.0) -> SupervisedBatch:
+                     num_features: int, device, dtype, grounding_share: float = 1.0,
+                     absent: AbsentPhrases | None = None, absent_share: float = 0.0) -> SupervisedBatch:
     """All B records train L2I; `grounding_share` of them (at least one, picked by `rng`) are also
-    asked for their objects. `pixels` and the queries' image indices cover only those records."""
+    asked for their objects. `pixels` and the queries' image indices cover only those records.
+    With `absent`, each grounded record is also asked, with probability `absent_share`, for one
+    phrase `absent` says it lacks (answer `none`)."""
     tokenizer = processor.tokenizer
     drop = [bool(d) for d in rng.random(len(records)) < caption_dropout]
     grounded = grounded_records(len(records), grounding_share, rng)
@@ -159,6 +165,10 @@ def supervised_batch(records: list[Record], tokens: torch.Tensor, processor, spe
     for b, i in enumerate(grounded):
         side = records[i].layout.width
         queries += [(b, q.phrase, normalize_box(q.box, side, side)) for q in pick_queries(records[i], max_phrases, rng)]
+        if absent is not None and absent_share > 0 and rng.random() < absent_share:
+            phrase = absent(records[i].layout, rng)
+            if phrase is not None:
+                queries.append((b, phrase, None))
     return SupervisedBatch(
         l2i=l2i_inputs(tokenizer, special, [r.layout for r in records], drop, device),
         conditional=~torch.tensor(drop, device=device),

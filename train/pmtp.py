@@ -16,7 +16,10 @@ same token sequence in both tasks: read inside the L2I condition, written as the
 answer. Training both on the same samples ties the box tokens to the same image regions in
 both directions. Loss = `l2i_weight * L2I + grounding_weight * grounding`. With
 `pmtp.grounding_share` < 1 only that share of a batch's records is grounded (a step then costs
-less; for a model whose grounding is ahead of its drawing).
+less; for a model whose grounding is ahead of its drawing). With `pmtp.absent_share` > 0 a
+grounded record is also asked for a phrase it lacks (Shapes World: one word off an object that
+is there), answered `none</box>`: the model learns to say when a phrase names nothing, which
+`EchoGen.presence` reads as a judge of its own drawings. Not in the paper.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from model.loading import unwrap_peft
 from train import loop
 from train.config import ConfigError, DataConfig, LoraSettings, ModelConfig, TrainConfig, option, run_cli
 from train.losses import BoxNumberTargets, scrambler, supervised_losses
+from train.shapes.absent import absent_phrase
 from train.supervised import SupervisedData
 
 logger = logging.getLogger(__name__)
@@ -49,7 +53,12 @@ class PMTPConfig:
                                  "(labels stay), so every coordinate is found from the phrase; 0 = clean teacher "
                                  "forcing (the paper). Needs whole-number tokens", default=0.0)
 
+    absent_share: float = option("share of grounded records also asked for a Shapes World phrase they lack "
+                                 "(answer `none`); 0 = every phrase is there (the paper)", default=0.0)
+
     def __post_init__(self):
+        if not 0.0 <= self.absent_share <= 1.0:
+            raise ConfigError(f"pmtp.absent_share must be in [0, 1], got {self.absent_share}")
         if self.l2i_weight < 0 or self.grounding_weight < 0 or self.l2i_weight + self.grounding_weight == 0:
             raise ConfigError("pmtp loss weights must be >= 0 and not both 0")
         if not 0.0 < self.grounding_share <= 1.0:
@@ -76,7 +85,8 @@ def build(run: loop.Run):
     weights = run.cfg.pmtp
     data = SupervisedData(run, weights.caption_dropout,
                           scrambler(run.processor.tokenizer, weights.number_noise, "pmtp.number_noise"),
-                          weights.grounding_share)
+                          weights.grounding_share, absent_phrase if weights.absent_share > 0 else None,
+                          weights.absent_share)
     numbers = BoxNumberTargets.from_config(run.processor.tokenizer, weights.box_sigma, "pmtp.box_sigma")
 
     def loss_fn(model, batch):

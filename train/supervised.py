@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from train.data import ensure_data, micro_batch_indices, micro_seed, read_records, read_splits
-from train.losses import GroundingInputs, SupervisedBatch, supervised_batch
+from train.losses import AbsentPhrases, GroundingInputs, SupervisedBatch, supervised_batch
 from train.validation import validate
 from train.vq_cache import load_or_encode
 
@@ -21,7 +21,7 @@ class SupervisedData:
 
     def __init__(self, run, caption_dropout: float,
                  scramble: Callable[[GroundingInputs, np.random.Generator], GroundingInputs] | None = None,
-                 grounding_share: float = 1.0):
+                 grounding_share: float = 1.0, absent: AbsentPhrases | None = None, absent_share: float = 0.0):
         cfg, acc = run.cfg, run.accelerator
         with acc.main_process_first():  # one process writes data and cache, the others read them
             data_dir = ensure_data(cfg.data.data_dir, cfg.data.synth_if_missing, cfg.data.synth_size)
@@ -35,6 +35,7 @@ class SupervisedData:
         self.val_layouts = [r.layout for r in val]
         self.run, self.caption_dropout, self.scramble = run, caption_dropout, scramble
         self.grounding_share = grounding_share
+        self.absent, self.absent_share = absent, absent_share  # phrases a record lacks, asked with answer `none`
         self.num_features = run.janus.config.vision_config.num_image_tokens  # SigLIP tokens per image
         self.dtype = next(run.janus.parameters()).dtype
         logger.info("%d training records, %d validation layouts", len(self.records), len(self.val_layouts))
@@ -46,7 +47,7 @@ class SupervisedData:
         rng = np.random.default_rng(micro_seed(tc.seed, step, micro, run.rank))
         batch = supervised_batch([self.records[i] for i in idx], self.tokens[idx], run.processor, run.special, rng,
                                  self.caption_dropout, run.cfg.data.max_phrases, self.num_features, run.device,
-                                 self.dtype, self.grounding_share)
+                                 self.dtype, self.grounding_share, self.absent, self.absent_share)
         if self.scramble is not None:  # e.g. train.losses.scramble_box_numbers
             batch.grounding = self.scramble(batch.grounding, rng)
         return batch

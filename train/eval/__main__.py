@@ -1,15 +1,17 @@
-"""Evaluation CLI: `python -m train.eval {detector,fidelity,grounding,cycle,fresh,reward,refl4} ...`.
+"""Evaluation CLI: `python -m train.eval {detector,fidelity,grounding,cycle,presence,fresh,reward,refl4} ...`.
 
     python -m train.eval detector  --data DIR [--split test] [--max N] [--blur R --noise S --jpeg Q] [--round-trip MODEL]
-    python -m train.eval fidelity  --data DIR [--model DIR] [--adapter DIR] [--split test] [--max N] [--candidates N] [--out FILE]
+    python -m train.eval fidelity  --data DIR [--model DIR] [--adapter DIR] [--split test] [--max N] [--candidates N [--compose]] [--out FILE]
     python -m train.eval grounding --data DIR [--model DIR] [--adapter DIR] ...
     python -m train.eval cycle     --data DIR [--model DIR] [--adapter DIR] ...
+    python -m train.eval presence  --data DIR [--model DIR] [--round-trip] ...
     python -m train.eval fresh     [--model DIR] [--adapter DIR] [--scenes 12] [--pair-scenes 60] [--scene-seed S]
     python -m train.eval reward    --data DIR [--model DIR] [--max N] [--group-size 8] [--beams 1]
     python -m train.eval refl4     --pred PRED.json --ann ANN.jsonl [--category-map MAP.json]
 
 `detector` and `refl4` print a JSON object; the model commands print a markdown table
-(`--format` switches). `reward` asks whether stage 3's reward ranks a group of one layout's
+(`--format` switches). `presence` asks whether the model tells phrases that are in a render
+from phrases one word off (answer `none`, train/eval/presence.py). `reward` asks whether stage 3's reward ranks a group of one layout's
 images as the detector does (train/eval/reward_alignment.py); it grounds greedily, as stage 3
 does. `--out FILE` writes the metrics JSON. Without --model the built-in model is used. Bad
 input gives one line on stderr and exit code 2; a reader that leaves early (`| head`) ends it
@@ -92,6 +94,9 @@ def build_parser() -> argparse.ArgumentParser:
             command.add_argument("--candidates", type=int, default=1,
                                  help="images per layout; keep the one the model re-grounds best (the app's "
                                       "ranking), 1 = score the single drawing (default)")
+            command.add_argument("--compose", action="store_true",
+                                 help="with --candidates N: compose one image from the N object by object, each "
+                                      "object from the candidate in which the model re-grounds it best (EchoGen.compose)")
     fresh = commands.add_parser("fresh", help="grounding on freshly rendered scenes (no data dir)")
     _model_args(fresh)
     _output_args(fresh, "table")
@@ -104,6 +109,12 @@ def build_parser() -> argparse.ArgumentParser:
     _output_args(reward, "table")
     reward.add_argument("--group-size", type=int, default=8, help="images per layout (stage 3's rl.group_size)")
     reward.set_defaults(beams=1)  # stage 3 grounds its rollouts greedily
+    presence = commands.add_parser("presence", help="does the model tell present phrases from absent ones?")
+    _data_args(presence)
+    _model_args(presence)
+    _output_args(presence, "table")
+    presence.add_argument("--round-trip", action="store_true",
+                          help="ask about the renders after the model's own image tokenizer (as in its drawings)")
     refl4 = commands.add_parser("refl4", help="score a Ref-L4-style prediction file")
     refl4.add_argument("--pred", type=Path, required=True, help="predictions [{id, pred_bbox, format}]")
     refl4.add_argument("--ann", type=Path, required=True, help="annotations [{id, bbox (xywh), ori_category_id}]")
@@ -122,7 +133,7 @@ def _records(args: argparse.Namespace) -> list[dict[str, Any]]:
     if args.max is not None and args.max < 1:
         raise RecordError(f"--max must be at least 1, got {args.max}")
     records = load_records(args.data, args.split, limit=args.max)
-    if args.command in ("detector", "grounding"):
+    if args.command in ("detector", "grounding", "presence"):
         missing = [r["image"] for r in records if not (args.data / r["image"]).is_file()]
         if missing:
             raise RecordError(f"{len(missing)} images missing under {args.data}, e.g. {missing[0]}")
@@ -162,13 +173,21 @@ def run_fidelity(args: argparse.Namespace, records: list[dict], model: Any) -> d
     from train.eval.fidelity import evaluate_fidelity
 
     return evaluate_fidelity(model, records, seed=args.seed, sampling=args.sampling,
-                             batch_size=args.batch_size, candidates=args.candidates, progress=not args.no_progress)
+                             batch_size=args.batch_size, candidates=args.candidates, compose=args.compose,
+                             progress=not args.no_progress)
 
 
 def run_grounding(args: argparse.Namespace, records: list[dict], model: Any) -> dict[str, Any]:
     from train.eval.grounding import evaluate_grounding
 
     return evaluate_grounding(model, records, args.data, batch_size=args.batch_size, progress=not args.no_progress)
+
+
+def run_presence(args: argparse.Namespace, records: list[dict], model: Any) -> dict[str, Any]:
+    from train.eval.presence import evaluate_presence
+
+    return evaluate_presence(model, records, args.data, seed=args.seed, batch_size=args.batch_size,
+                             round_trip=model.round_trip if args.round_trip else None, progress=not args.no_progress)
 
 
 def run_cycle(args: argparse.Namespace, records: list[dict], model: Any) -> dict[str, Any]:
@@ -208,7 +227,7 @@ def run_refl4(args: argparse.Namespace) -> dict[str, Any]:
 
 RUNNERS: dict[str, Callable[[argparse.Namespace, list[dict], Any], dict[str, Any]]] = {
     "detector": run_detector, "fidelity": run_fidelity, "grounding": run_grounding, "cycle": run_cycle,
-    "fresh": run_fresh, "reward": run_reward,
+    "fresh": run_fresh, "reward": run_reward, "presence": run_presence,
 }
 
 
@@ -266,6 +285,9 @@ def main(argv: list[str] | None = None) -> int:
                 run["group_size"] = args.group_size
             if args.command == "fidelity":
                 run["candidates"] = args.candidates
+                run["compose"] = args.compose
+            if args.command == "presence":
+                run["round_trip"] = args.round_trip
         if args.command == "detector" and args.degradation.active:
             run["degradation"] = {"blur": args.blur, "noise": args.noise, "jpeg": args.jpeg}
         if args.command == "detector" and model is not None:

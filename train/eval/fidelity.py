@@ -104,14 +104,16 @@ def evaluate_detector(data_dir: str | Path, records: Sequence[dict[str, Any]],
 
 
 def evaluate_fidelity(model: Any, records: Sequence[dict[str, Any]], *, seed: int = 0, sampling: Any = None,
-                      batch_size: int = 8, candidates: int = 1, detector: DetectorConfig = DetectorConfig(),
-                      progress: bool = False) -> dict[str, Any]:
+                      batch_size: int = 8, candidates: int = 1, compose: bool = False,
+                      detector: DetectorConfig = DetectorConfig(), progress: bool = False) -> dict[str, Any]:
     """Generate one image per record's layout with `model` (EchoGen API) and score it.
 
     Batch b is generated with seed `seed + b * batch_size`, so results do not depend on how
     many batches ran before. `candidates` N > 1 draws N images per layout (seeds `s .. s+N-1`,
     the first being the one image drawn with N = 1) and keeps the one whose objects the model
-    itself re-grounds best (`EchoGen.cycles`, the app's ranking): the detector never picks."""
+    itself re-grounds best (`EchoGen.cycles`, the app's ranking), or with `compose` one image
+    composed from the N object by object, each from the candidate the model re-grounds it best
+    in (`EchoGen.compose`): the detector never picks."""
     if candidates < 1:
         raise ValueError(f"candidates must be at least 1, got {candidates}")
     layouts = [parse_layout(r) for r in records]
@@ -120,7 +122,9 @@ def evaluate_fidelity(model: Any, records: Sequence[dict[str, Any]], *, seed: in
     starts = range(0, len(layouts), batch_size)
     for start in tqdm(starts, desc="generate", disable=not progress):
         batch = layouts[start:start + batch_size]
-        if candidates == 1:
+        if compose:
+            drawn = model.compose(batch, num_images=candidates, seed=seed + start, **kwargs)
+        elif candidates == 1:
             drawn = [pictures[0] for pictures in model.generate(batch, num_images=1, seed=seed + start, **kwargs).images]
         else:
             results = model.cycles(batch, num_images=candidates, seed=seed + start, **kwargs)

@@ -164,3 +164,13 @@ def object_scores_by(matches: Sequence[ObjectMatch], groups: Sequence[str]) -> d
     if len(matches) != len(groups):
         raise ValueError(f"{len(matches)} matches but {len(groups)} groups")
     return {g: object_scores([m for m, h in zip(matches, groups) if h == g]) for g in sorted(set(groups))}
+
+
+def roc_auc(positive: Sequence[float], negative: Sequence[float]) -> float:
+    """P(a random positive scores above a random negative), ties counting half (Mann-Whitney U)."""
+    if not positive or not negative:
+        raise ValueError("roc_auc needs at least one positive and one negative score")
+    pos, neg = np.asarray(positive, dtype=float), np.sort(np.asarray(negative, dtype=float))
+    below = np.searchsorted(neg, pos, side="left")  # negatives strictly below each positive
+    ties = np.searchsorted(neg, pos, side="right") - below
+    return float((below + 0.5 * ties).sum() / (len(pos) * len(neg)))
