@@ -4,9 +4,9 @@ Each object's token cells (the image-token grid cells its box touches) are taken
 candidate that drew it best by some per-object score (`EchoGen.compose`: the IoU of the box
 the model re-grounds for its phrase with the layout's box, the cycle check per object);
 objects whose cells overlap are chosen together, by the sum of their scores; every other cell
-comes from the candidate with the best total. The composed tokens decode like any drawing.
-Image tokens are local enough for this: a token's decoded pixels depend mostly on its own
-cell, so an object moved with its cells arrives whole.
+comes from the candidate with the best total. The composed tokens decode like any drawing;
+seams cost little (the detector's own per-object choice of two candidates, composed this way,
+gains 0.04 AP50 over one drawing: the model card's "The one model taught `none`").
 """
 
 from __future__ import annotations

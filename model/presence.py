@@ -10,7 +10,6 @@ them while the box is decoded as usual, so presence costs nothing extra. A model
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Callable
 
@@ -48,8 +47,3 @@ class PresenceProbe:
             self.present = pair.softmax(-1)[:, 0].cpu()
         return logits if self.constrain is None else self.constrain(step, tokens, logits)
 
-
-def presence_logit(present: float, floor: float = 1e-6) -> float:
-    """log(p / (1 - p)), clipped: the score per object that candidates are composed by."""
-    p = min(max(present, floor), 1 - floor)
-    return math.log(p / (1 - p))

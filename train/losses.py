@@ -165,7 +165,7 @@ def supervised_batch(records: list[Record], tokens: torch.Tensor, processor, spe
     for b, i in enumerate(grounded):
         side = records[i].layout.width
         queries += [(b, q.phrase, normalize_box(q.box, side, side)) for q in pick_queries(records[i], max_phrases, rng)]
-        if absent is not None and absent_share > 0 and rng.random() < absent_share:
+        if absent is not None and rng.random() < absent_share:  # no draw without `absent`: old runs keep their data
             phrase = absent(records[i].layout, rng)
             if phrase is not None:
                 queries.append((b, phrase, None))

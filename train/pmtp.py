@@ -18,8 +18,8 @@ both directions. Loss = `l2i_weight * L2I + grounding_weight * grounding`. With
 `pmtp.grounding_share` < 1 only that share of a batch's records is grounded (a step then costs
 less; for a model whose grounding is ahead of its drawing). With `pmtp.absent_share` > 0 a
 grounded record is also asked for a phrase it lacks (Shapes World: one word off an object that
-is there), answered `none</box>`: the model learns to say when a phrase names nothing, which
-`EchoGen.presence` reads as a judge of its own drawings. Not in the paper.
+is there), answered `none</box>`: the model learns to say when a phrase names nothing
+(`model.presence` reads it as `Grounding.present`). Not in the paper.
 """
 
 from __future__ import annotations
@@ -52,7 +52,6 @@ class PMTPConfig:
     number_noise: float = option("share of the box numbers fed back in grounding answers swapped for random ones "
                                  "(labels stay), so every coordinate is found from the phrase; 0 = clean teacher "
                                  "forcing (the paper). Needs whole-number tokens", default=0.0)
-
     absent_share: float = option("share of grounded records also asked for a Shapes World phrase they lack "
                                  "(answer `none`); 0 = every phrase is there (the paper)", default=0.0)
 
