@@ -262,9 +262,6 @@ class EchoGen:
         composed = []
         for result in self.cycles(layouts, num_images, seed, sampling, progress):
             best = result.candidates  # best mean IoU first: the base of the composition
-            if len(best) == 1:
-                composed.append(best[0].tokens)
-                continue
             square = result.layout.resized(self.image_size, self.image_size)
             cells = [box_cells(box, self.image_size, self.token_grid) for box in square.boxes]
             ious = torch.tensor([[o.iou for o in c.score.objects] for c in best])  # [K, O]
