@@ -72,6 +72,28 @@ def test_pmtp_absent_share_adds_one_none_query_per_grounded_record(tiny_janus_di
         pmtp.PMTPConfig(absent_share=1.5)
 
 
+def test_djo_absent_share_asks_the_real_and_the_generated_image_for_an_absent_phrase(tiny_janus_dir, tmp_path):
+    from tests.test_train_losses import make_run
+    from train import djo
+    from train.config import ConfigError
+    from train.data import synthesize
+
+    data = tmp_path / "shapes"
+    synthesize(data, 8, 32)
+    run = make_run(djo.DJORun, tiny_janus_dir, data, tmp_path / "run", "--full", "--djo.absent_share", "1.0",
+                   "--djo.caption_dropout", "0")
+    make_batch, loss_fn, _ = djo.build(run)
+    batch = make_batch(0, 0)
+    tok = run.processor.tokenizer
+    for queries in (batch.sup.grounding, batch.grounding):  # the real images', the generated images'
+        labels = queries.labels
+        assert tok.decode(labels[labels != IGNORE]).count("none</box>") == batch.sup.pixels.shape[0]
+    loss, stats = loss_fn(run.model, batch)
+    assert torch.isfinite(loss) and stats["djo_loss"] > 0
+    with pytest.raises(ConfigError, match="absent_share"):
+        djo.DJOConfig(absent_share=-0.1)
+
+
 def test_presence_probe_reads_box_against_none_at_the_first_step_only():
     seen = []
     probe = PresenceProbe(box_token=1, none_token=2, constrain=lambda s, t, x: seen.append(s) or x + 1, width=2)

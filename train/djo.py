@@ -26,7 +26,11 @@ Rollouts (`djo.rollout`):
 `djo.cfg` > 1 draws from CFG-guided logits (one more pass with unconditional rows).
 `djo.frozen_grounder` keeps the DJO term off the grounding pass's own weights (only the
 generator learns from it; `train.losses.through_frozen`); the real-image grounding loss still
-trains grounding.
+trains grounding. `djo.absent_share` (as in stage 1) also asks each grounded record for a
+phrase one word off an object that is there, answered `none`: on the real image it keeps the
+model's presence calibrated, and on the generated one the grounder's `none` tells the generator
+to draw the object so that it does not pass for its one-word-off neighbor (a shape-aware
+signal that the box answers alone do not give). Not in the paper.
 """
 
 from __future__ import annotations
@@ -47,6 +51,7 @@ from train.losses import (
     BoxNumberTargets, GroundingInputs, SupervisedBatch, annealed_tau, grounding_loss, gumbel_softmax, straight_through,
     scrambler, supervised_losses, through_frozen, to_siglip,
 )
+from train.shapes.absent import absent_phrase
 from train.supervised import SupervisedData
 
 logger = logging.getLogger(__name__)
@@ -71,6 +76,9 @@ class DJOConfig:
                                  "clean", default=0.0)
     frozen_grounder: bool = option("the DJO term trains only the generator: the grounding pass on generated "
                                    "images gives no gradient to its own weights (not in the paper)", default=False)
+    absent_share: float = option("as pmtp.absent_share: share of grounded records also asked for a Shapes World "
+                                 "phrase they lack (answer `none`), of the real image and of the generated one; "
+                                 "0 = every phrase is there (the paper)", default=0.0)
 
     def __post_init__(self):
         if self.rollout not in ROLLOUTS:
@@ -85,6 +93,8 @@ class DJOConfig:
             raise ConfigError(f"djo.box_sigma must be >= 0, got {self.box_sigma}")
         if not 0.0 <= self.number_noise <= 1.0:
             raise ConfigError(f"djo.number_noise must be in [0, 1], got {self.number_noise}")
+        if not 0.0 <= self.absent_share <= 1.0:
+            raise ConfigError(f"djo.absent_share must be in [0, 1], got {self.absent_share}")
         if self.rollout == "autoregressive" and not self.hard:
             raise ConfigError("the autoregressive rollout samples hard tokens: set djo.hard true")
 
@@ -184,7 +194,8 @@ def build(run: loop.Run):
         # through_frozen takes its inner gradient outside the loss scaler: under fp16 it can underflow.
         raise ConfigError("djo.frozen_grounder needs train.mixed_precision bf16 or no, not fp16")
     scramble = scrambler(run.processor.tokenizer, cfg.number_noise, "djo.number_noise")
-    data = SupervisedData(run, cfg.caption_dropout, scramble)
+    data = SupervisedData(run, cfg.caption_dropout, scramble, absent=absent_phrase if cfg.absent_share > 0 else None,
+                          absent_share=cfg.absent_share)
     numbers = BoxNumberTargets.from_config(run.processor.tokenizer, cfg.box_sigma, "djo.box_sigma")
 
     def make_batch(step, micro):
