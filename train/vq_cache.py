@@ -44,14 +44,15 @@ def data_fingerprint(records: list[Record], image_processor, vq_digest: str) -> 
 
 
 @torch.no_grad()
-def encode_images(model, image_processor, records: list[Record], batch_size: int = 4) -> torch.Tensor:
+def encode_images(model, image_processor, records: list[Record], batch_size: int = 4,
+                  progress: bool = True) -> torch.Tensor:
     """VQ tokens [N, T] of the records' letterboxed images."""
     vq = model.model.vqmodel
     device, dtype = next(vq.parameters()).device, next(vq.parameters()).dtype
     out = []
     # A 20k-image split takes minutes on a CPU: show progress (not for the few images of tests).
     for start in tqdm(range(0, len(records), batch_size), desc="vq cache", unit="batch", leave=False,
-                      disable=len(records) < 256):
+                      disable=not progress or len(records) < 256):
         chunk = records[start:start + batch_size]
         pixels = load_pixels(image_processor, [r.image for r in chunk], device, dtype)  # [b, 3, S, S]
         out.append(generation.encode_image_tokens(model, pixels).to("cpu", torch.int32))  # [b, T]

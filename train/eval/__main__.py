@@ -1,17 +1,20 @@
-"""Evaluation CLI: `python -m train.eval {detector,fidelity,grounding,cycle,presence,fresh,reward,refl4} ...`.
+"""Evaluation CLI: `python -m train.eval {detector,fidelity,grounding,cycle,presence,loss,fresh,reward,refl4} ...`.
 
     python -m train.eval detector  --data DIR [--split test] [--max N] [--blur R --noise S --jpeg Q] [--round-trip MODEL]
     python -m train.eval fidelity  --data DIR [--model DIR] [--adapter DIR] [--split test] [--max N] [--candidates N [--compose]] [--out FILE]
     python -m train.eval grounding --data DIR [--model DIR] [--adapter DIR] ...
     python -m train.eval cycle     --data DIR [--model DIR] [--adapter DIR] ...
     python -m train.eval presence  --data DIR [--model DIR] [--round-trip] ...
+    python -m train.eval loss      --data DIR [--model DIR] [--adapter DIR] [--split val] [--max N]
     python -m train.eval fresh     [--model DIR] [--adapter DIR] [--scenes 12] [--pair-scenes 60] [--scene-seed S]
     python -m train.eval reward    --data DIR [--model DIR] [--max N] [--group-size 8] [--beams 1]
     python -m train.eval refl4     --pred PRED.json --ann ANN.jsonl [--category-map MAP.json]
 
 `detector` and `refl4` print a JSON object; the model commands print a markdown table
 (`--format` switches). `presence` asks whether the model tells phrases that are in a render
-from phrases one word off (answer `none`, train/eval/presence.py). `reward` asks whether stage 3's reward ranks a group of one layout's
+from phrases one word off (answer `none`, train/eval/presence.py). `loss` gives stage 1's
+teacher-forced losses on held-out records, samples nothing, and so tracks a long run between
+checkpoints (train/eval/loss.py). `reward` asks whether stage 3's reward ranks a group of one layout's
 images as the detector does (train/eval/reward_alignment.py); it grounds greedily, as stage 3
 does. `--out FILE` writes the metrics JSON. Without --model the built-in model is used. Bad
 input gives one line on stderr and exit code 2; a reader that leaves early (`| head`) ends it
@@ -115,6 +118,15 @@ def build_parser() -> argparse.ArgumentParser:
     _output_args(presence, "table")
     presence.add_argument("--round-trip", action="store_true",
                           help="ask about the renders after the model's own image tokenizer (as in its drawings)")
+    loss = commands.add_parser("loss", help="held-out teacher-forced L2I and grounding losses (no sampling)")
+    _data_args(loss)
+    loss.add_argument("--model", default=None, help="model directory (default: the built-in model)")
+    loss.add_argument("--adapter", action="append", default=None,
+                      help="LoRA adapter directory; repeat to merge several in order")
+    loss.add_argument("--device", default="cpu", help="torch device")
+    loss.add_argument("--batch-size", type=int, default=16, help="records per model call")
+    loss.set_defaults(cfg=None, temperature=None, seed=0, beams=1, fp32_weights=True)  # float32: as in training
+    _output_args(loss, "table")
     refl4 = commands.add_parser("refl4", help="score a Ref-L4-style prediction file")
     refl4.add_argument("--pred", type=Path, required=True, help="predictions [{id, pred_bbox, format}]")
     refl4.add_argument("--ann", type=Path, required=True, help="annotations [{id, bbox (xywh), ori_category_id}]")
@@ -133,7 +145,7 @@ def _records(args: argparse.Namespace) -> list[dict[str, Any]]:
     if args.max is not None and args.max < 1:
         raise RecordError(f"--max must be at least 1, got {args.max}")
     records = load_records(args.data, args.split, limit=args.max)
-    if args.command in ("detector", "grounding", "presence"):
+    if args.command in ("detector", "grounding", "presence", "loss"):
         missing = [r["image"] for r in records if not (args.data / r["image"]).is_file()]
         if missing:
             raise RecordError(f"{len(missing)} images missing under {args.data}, e.g. {missing[0]}")
@@ -190,6 +202,14 @@ def run_presence(args: argparse.Namespace, records: list[dict], model: Any) -> d
                              round_trip=model.round_trip if args.round_trip else None, progress=not args.no_progress)
 
 
+def run_loss(args: argparse.Namespace, records: list[dict], model: Any) -> dict[str, Any]:
+    from train.data import read_records
+    from train.eval.loss import evaluate_loss
+
+    return evaluate_loss(model, read_records(args.data, args.split, args.max), batch_size=args.batch_size,
+                         progress=not args.no_progress)
+
+
 def run_cycle(args: argparse.Namespace, records: list[dict], model: Any) -> dict[str, Any]:
     from train.eval.cycle import evaluate_cycle
 
@@ -227,7 +247,7 @@ def run_refl4(args: argparse.Namespace) -> dict[str, Any]:
 
 RUNNERS: dict[str, Callable[[argparse.Namespace, list[dict], Any], dict[str, Any]]] = {
     "detector": run_detector, "fidelity": run_fidelity, "grounding": run_grounding, "cycle": run_cycle,
-    "fresh": run_fresh, "reward": run_reward, "presence": run_presence,
+    "fresh": run_fresh, "reward": run_reward, "presence": run_presence, "loss": run_loss,
 }
 
 
@@ -292,6 +312,8 @@ def main(argv: list[str] | None = None) -> int:
             run["degradation"] = {"blur": args.blur, "noise": args.noise, "jpeg": args.jpeg}
         if args.command == "detector" and model is not None:
             run["round_trip"] = str(args.round_trip)
+        elif args.command == "loss":
+            run.update(model=args.model, adapter=args.adapter)
         elif model is not None:
             run.update(model=args.model, adapter=args.adapter, seed=args.seed, cfg=args.sampling.cfg,
                        temperature=args.sampling.temperature, beams=args.beams, half_weights=model.half_weights)
