@@ -32,7 +32,7 @@ def test_object_cells_are_the_cells_a_box_overlaps():
 
 def test_loss_command_on_a_real_tiny_model(data, tiny_echogen, monkeypatch, capsys):
     monkeypatch.setattr(cli, "_load_model", lambda args: tiny_echogen)
-    assert cli.main(["loss", "--data", str(data), "--split", "val", "--max", "3", "--format", "json",
+    assert cli.main(["loss", "--data", str(data), "--max", "3", "--format", "json",  # reads val by default
                      "--no-progress"]) == 0
     payload = json.loads(capsys.readouterr().out)
     assert payload["run"] == {"command": "loss", "data": str(data), "split": "val", "records": 3,

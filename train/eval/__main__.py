@@ -125,7 +125,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help="LoRA adapter directory; repeat to merge several in order")
     loss.add_argument("--device", default="cpu", help="torch device")
     loss.add_argument("--batch-size", type=int, default=16, help="records per model call")
-    loss.set_defaults(cfg=None, temperature=None, seed=0, beams=1, fp32_weights=True)  # float32: as in training
+    # Held-out tracking reads val by default; float32 weights, as in training; nothing is sampled.
+    loss.set_defaults(split="val", cfg=None, temperature=None, beams=1, fp32_weights=True)
     _output_args(loss, "table")
     refl4 = commands.add_parser("refl4", help="score a Ref-L4-style prediction file")
     refl4.add_argument("--pred", type=Path, required=True, help="predictions [{id, pred_bbox, format}]")
