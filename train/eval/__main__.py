@@ -56,11 +56,15 @@ def _output_args(parser: argparse.ArgumentParser, default_format: str) -> None:
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
 
-def _model_args(parser: argparse.ArgumentParser) -> None:
+def _model_source_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default=None, help="model directory (default: the built-in model)")
     parser.add_argument("--adapter", action="append", default=None,
                         help="LoRA adapter directory; repeat to merge several in order")
     parser.add_argument("--device", default="cpu", help="torch device")
+
+
+def _model_args(parser: argparse.ArgumentParser) -> None:
+    _model_source_args(parser)
     parser.add_argument("--seed", type=int, default=0, help="sampling seed")
     parser.add_argument("--cfg", type=float, default=None,
                         help="classifier-free guidance weight (default: the model's own; Janus-Pro's is 5)")
@@ -120,10 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
                           help="ask about the renders after the model's own image tokenizer (as in its drawings)")
     loss = commands.add_parser("loss", help="held-out teacher-forced L2I and grounding losses (no sampling)")
     _data_args(loss)
-    loss.add_argument("--model", default=None, help="model directory (default: the built-in model)")
-    loss.add_argument("--adapter", action="append", default=None,
-                      help="LoRA adapter directory; repeat to merge several in order")
-    loss.add_argument("--device", default="cpu", help="torch device")
+    _model_source_args(loss)
     loss.add_argument("--batch-size", type=int, default=16, help="records per model call")
     # Held-out tracking reads val by default; float32 weights, as in training; nothing is sampled.
     loss.set_defaults(split="val", cfg=None, temperature=None, beams=1, fp32_weights=True)
