@@ -6,7 +6,7 @@ the model re-grounds for its phrase with the layout's box, the cycle check per o
 objects whose cells overlap are chosen together, by the sum of their scores; every other cell
 comes from the candidate with the best total. The composed tokens decode like any drawing;
 seams cost little (the detector's own per-object choice of two candidates, composed this way,
-gains 0.04 AP50 over one drawing: the model card's "The one model taught `none`").
+gains 0.04 AP50 over one drawing: assets/echogen-shapes/LAB_NOTES.md, "The one model taught `none`").
 """
 
 from __future__ import annotations

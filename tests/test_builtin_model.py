@@ -67,7 +67,7 @@ def test_builtin_boxes_go_to_the_phrases_object(builtin, fresh_scenes):
 def test_builtin_reads_the_color_word(builtin):
     """Two objects of one shape in two colors get two different boxes for their two names.
     PREVIEW 9 gave both names one box in 19 of 24 such fresh pairs (differ 0.21): it found the
-    shape and ignored the color. PREVIEW 10's stage 1 trained on color pairs (see the model card):
+    shape and ignored the color. PREVIEW 10's stage 1 trained on color pairs (see assets/echogen-shapes/LAB_NOTES.md):
     differ 0.67, both boxes right 0.33 (PREVIEW 9: 0.0); PREVIEW 11 (mixed with the plain split):
     differ 0.79, both right 0.71; PREVIEW 12 (3,000 more such steps): differ 0.83, both right
     0.71; PREVIEWs 13 and 14 (16x16): differ 1.00, both right 0.79; PREVIEW 15 1.00, 0.75; PREVIEW 16

@@ -1,8 +1,8 @@
 """`python -m train.recipes.shapes`: build an EchoGen-Shapes model end to end, resumably.
 
 The shipped built-in model came out of a lineage of such runs (`--regrid`, many `--continue`
-runs of stage 1, the VQ decoder polished, then stages 2 and 3): its model card, "How it was
-made", lists every command. The defaults below are sized for a short CPU run.
+runs of stage 1, the VQ decoder polished, then stages 2 and 3): its lab notes
+(assets/echogen-shapes/LAB_NOTES.md), "How it was made", list every command. The defaults below are sized for a short CPU run.
 
     python -m train.recipes.shapes --out runs/shapes                 # everything, resumable
     python -m train.recipes.shapes --out runs/shapes --until pmtp    # stop after stage 1

@@ -1,6 +1,6 @@
 """`python -m train.shapes.color_pairs`: a split whose grounding queries only color can answer.
 
-A diagnosis of PREVIEW 9 (the model card's "Color binding"): its grounding ignored the color
+A diagnosis of PREVIEW 9 (assets/echogen-shapes/LAB_NOTES.md, "Color binding"): its grounding ignored the color
 word, answering "red circle" and "blue circle" with the same box when both are in the image,
 because most queries are answered by the shape alone. This writes, from an existing split, the
 records that hold two objects of one shape in different colors, every object kept (L2I draws
